@@ -1,0 +1,17 @@
+"""The one exception type for bad input from a user.
+
+The CLI turns it into a one-line message and exit code 2; notebooks and widgets show its message.
+Every raise says what was wrong *and* what to do instead (the valid choices, the flag to pass).
+"""
+
+
+class UserError(ValueError):
+    """Bad input from a user: an unknown name, a value out of range, data that is not there."""
+
+
+def check_choice(kind: str, value: str, choices) -> str:
+    """Return `value` if it is one of `choices`, else raise a UserError listing them."""
+    choices = sorted(choices)
+    if value not in choices:
+        raise UserError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
+    return value
