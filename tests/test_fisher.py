@@ -1,0 +1,126 @@
+"""The diagonal Fisher and Adam's v against independent computations."""
+
+import pytest
+import torch
+from torch import nn
+
+from holomerge_lab.finetune import bias_corrected, fine_tune
+from holomerge_lab.fisher import diagonal_fisher
+from holomerge_lab.linearize import forward_fn
+
+
+def softmax_regression(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = nn.Linear(5, 3).double()
+    x = torch.randn(40, 5, dtype=torch.float64)
+    return model, x, torch.randint(0, 3, (40,))
+
+
+def mlp(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    return model, torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+
+
+def per_example_loop(model: nn.Module, x: torch.Tensor, labels_per_example) -> dict[str, torch.Tensor]:
+    """Reference: one backward per (example, class) with autograd, weighted as given."""
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(len(x)):
+        for label, weight in labels_per_example(i):
+            model.zero_grad()
+            torch.log_softmax(model(x[i : i + 1]), -1)[0, label].backward()
+            for n, p in model.named_parameters():
+                total[n] += weight * p.grad.square()
+    return {n: v / len(x) for n, v in total.items()}
+
+
+def test_true_fisher_equals_closed_form_for_softmax_regression():
+    model, x, _ = softmax_regression()
+    fisher = diagonal_fisher(model, x, kind="true", chunk_size=7)
+    p = torch.softmax(model(x), -1).detach()
+    # ∂ log p_c / ∂W = (e_c − p) xᵀ, so Σ_c p_c (e_c − p)_k² x_j² = p_k (1 − p_k) x_j² (since Σ_c p_c (δ_ck − p_k)² = p_k(1 − p_k))
+    variance = p * (1 - p)
+    torch.testing.assert_close(fisher["weight"], (variance.T @ x.square()) / len(x))
+    torch.testing.assert_close(fisher["bias"], variance.mean(0))
+
+
+def test_true_fisher_equals_a_per_example_loop_on_a_nonlinear_model():
+    model, x, _ = mlp()
+    probs = torch.softmax(model(x), -1).detach()
+    expected = per_example_loop(model, x, lambda i: [(c, probs[i, c].item()) for c in range(3)])
+    fisher = diagonal_fisher(model, x, kind="true", chunk_size=8)
+    for n in expected:
+        torch.testing.assert_close(fisher[n], expected[n])
+
+
+def test_empirical_fisher_equals_a_per_example_loop():
+    model, x, y = mlp(1)
+    expected = per_example_loop(model, x, lambda i: [(int(y[i]), 1.0)])
+    fisher = diagonal_fisher(model, x, y, kind="empirical")
+    for n in expected:
+        torch.testing.assert_close(fisher[n], expected[n])
+
+
+def test_sampled_fisher_approaches_true_fisher():
+    model, x, _ = softmax_regression(2)
+    x = x.repeat(100, 1)  # many label draws per input
+    true = diagonal_fisher(model, x[:40], kind="true")
+    few = diagonal_fisher(model, x[:40], kind="sampled", seed=0)
+    many = diagonal_fisher(model, x, kind="sampled", seed=0)
+
+    def error(f):
+        return sum((f[n] - true[n]).norm() for n in true) / sum(true[n].norm() for n in true)
+
+    assert error(many) < 0.1 < error(few)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(many.values(), diagonal_fisher(model, x, kind="sampled", seed=0).values(), strict=False)
+    )
+
+
+def test_frozen_parameters_are_skipped():
+    model, x, _ = mlp()
+    model[0].requires_grad_(False)
+    assert set(diagonal_fisher(model, x[:5])) == {"2.weight", "2.bias"}
+
+
+def test_empirical_needs_labels():
+    model, x, _ = mlp()
+    with pytest.raises(ValueError, match="labels"):
+        diagonal_fisher(model, x, kind="empirical")
+
+
+def test_adam_second_moment_equals_a_hand_computed_ema():
+    model, x, y = mlp(3)
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    beta2, steps = 0.95, 5
+    result = fine_tune(
+        forward_fn(model, theta0, tangent=False),
+        theta0,
+        x,
+        y,
+        lambda z: z,
+        steps=steps,
+        lr=1e-2,
+        batch_size=len(x),
+        betas=(0.9, beta2),
+        seed=4,
+    )
+    # The same full-batch steps with a hand-written Adam: an EMA of squared gradients, and the AdamW update.
+    params = {n: v.clone().requires_grad_(True) for n, v in theta0.items()}
+    m = {n: torch.zeros_like(v) for n, v in theta0.items()}
+    v = {n: torch.zeros_like(p) for n, p in theta0.items()}
+    for k in range(1, steps + 1):
+        loss = nn.functional.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
+        grads = torch.autograd.grad(loss, list(params.values()))
+        with torch.no_grad():
+            for (n, p), grad in zip(params.items(), grads, strict=False):
+                m[n] = 0.9 * m[n] + 0.1 * grad
+                v[n] = beta2 * v[n] + (1 - beta2) * grad.square()
+                p -= 1e-2 * (m[n] / (1 - 0.9**k)) / ((v[n] / (1 - beta2**k)).sqrt() + 1e-8)
+    for n in v:
+        torch.testing.assert_close(result.second_moment[n], v[n])
+        torch.testing.assert_close(result.params[n], params[n].detach())
+    corrected = bias_corrected(result.second_moment, beta2, steps)
+    for n in v:
+        torch.testing.assert_close(corrected[n], v[n] / (1 - beta2**steps))
