@@ -194,6 +194,7 @@ def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
                 tuple(z["class_names"].tolist()),
             )
     arrays = decode()
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}-", suffix=".npz")
@@ -206,8 +207,11 @@ def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
                 test_labels=arrays[3],
                 class_names=np.array(arrays[4], dtype=str),
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache folder may be shared
         os.replace(tmp, path)
-    except OSError as err:  # a read-only cache folder must not stop the run
+    except OSError as err:  # a read-only or full cache folder must not stop the run
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         warnings.warn(f"could not cache {key} under {path.parent}: {err}", stacklevel=3)
     return arrays
 
@@ -231,7 +235,7 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 64) -> Source:
     """Any ImageFolder tree (one subfolder per class) as RGB uint8 [N,S,S,3], resized to ``image_size``.
 
     With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise a seeded stratified
-    80/20 split. Decoded arrays are cached, keyed by the folder, the size and every file's size and mtime."""
+    80/20 split (of ``train/`` if it is there alone). Decoded arrays are cached, keyed by the folder, the size and every file's size and mtime."""
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
@@ -239,7 +243,8 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 64) -> Source:
     if not folder.is_dir():
         raise UserError(f"image folder {folder} does not exist; pass a folder with one subfolder per class")
     test_dir = next((folder / d for d in ("test", "val") if (folder / d).is_dir()), None)
-    parts = [folder / "train", test_dir] if (folder / "train").is_dir() and test_dir else [folder]
+    train_dir = folder / "train" if (folder / "train").is_dir() else folder
+    parts = [train_dir, test_dir] if test_dir and train_dir != folder else [train_dir]
 
     def load(p: Path) -> Image.Image:
         with Image.open(p) as img:
@@ -281,8 +286,6 @@ def load_source(
     if name.startswith("imagefolder:"):
         return load_image_folder(name.removeprefix("imagefolder:"), image_size)
     check_choice("source", name, SOURCES)
-    if name == "imagefolder:<path>":
-        raise UserError("write the folder after the colon: 'imagefolder:/path/to/folder'")
     if root is not None:
         return _to_source(name, _load_torchvision(name, root, download))
     return _to_source(name, _cached(name, _LOADERS[name]))
@@ -561,6 +564,8 @@ def build_stream(
     equal disjoint share). ``order``: CIL, a permutation of all class ids deciding which classes form which
     task; DIL, the order in which the domains arrive."""
     check_choice("stream", name, STREAMS)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed={seed!r} must be an integer >= 0")
     return STREAMS[name](
         n_tasks=n_tasks, train_per_task=train_per_task, test_per_task=test_per_task, order=order, seed=seed
     )

@@ -168,6 +168,9 @@ def test_image_folder_with_and_without_splits(tmp_path):
     s = D.load_image_folder(tmp_path / "split", image_size=8)
     assert s.train_labels.tolist() == [0, 0, 0, 1, 1, 1, 1] and s.test_labels.tolist() == [0, 0, 1]
 
+    _image_tree(tmp_path / "only" / "train", {"a": 5, "b": 5}, seed=3)  # train/ alone: split it, not a class
+    assert D.load_image_folder(tmp_path / "only", image_size=8).class_names == ("a", "b")
+
     with pytest.raises(UserError, match="does not exist"):
         D.load_source(f"imagefolder:{tmp_path / 'nope'}")
     (tmp_path / "empty").mkdir()
@@ -328,3 +331,12 @@ def test_dil_default_shares_the_data_without_reuse():
 def test_unknown_stream_lists_choices():
     with pytest.raises(UserError, match="permuted-mnist, rotated-mnist, split-animal"):
         D.build_stream("split-cifar")
+    with pytest.raises(UserError, match="seed"):
+        D.build_stream("split-digits", seed=-1)
+
+
+def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.warns(UserWarning, match="could not cache"):
+        assert len(D.load_source("digits").train_labels) == 1438
