@@ -70,7 +70,7 @@ def test_trunk_then_top_equals_the_pooled_features(effnet, digits):
         z = effnet.top(effnet.trunk(x))
         ref = effnet.model.extract_features(x).mean(dim=(-2, -1))
     assert z.shape == (48, 1280) and effnet.embed_dim == 1280
-    torch.testing.assert_close(z, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z, ref, rtol=1e-4, atol=1e-4)  # channels-last trunk: float rounding only
     assert z.std() > 0.1  # not a constant function
 
 
@@ -78,7 +78,7 @@ def test_moving_the_split_keeps_the_function(effnet, digits):
     deep = B.build_backbone("effnet-lite0", trainable_from=11)
     x = effnet.preprocess(digits)
     with torch.no_grad():
-        torch.testing.assert_close(deep.top(deep.trunk(x)), effnet.top(effnet.trunk(x)), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(deep.top(deep.trunk(x)), effnet.top(effnet.trunk(x)), rtol=1e-4, atol=1e-4)  # channels-last trunk: float rounding only
     assert deep.settings != effnet.settings
     n_deep = sum(p.numel() for n, p in deep.top.named_parameters() if n in deep.trainable)
     assert n_deep > 1_009_792
