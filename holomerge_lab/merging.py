@@ -62,25 +62,26 @@ def fisher_weighted_merge(
         F̄(t) = (1 − α)·F̄(t−1) + α·v(t)
         θ̄(t) = [(1 − α)·(F̄(t−1)+ε)·θ̄(t−1) + α·(v(t)+ε)·θ(t)] / [(1 − α)·(F̄(t−1)+ε) + α·(v(t)+ε)]
 
-    With ε = 0 this is exactly the authors' code. Keys without weights fall back to (1 − α, α) interpolation.
-    Returns (θ̄(t), F̄(t)); F̄(t) never includes ε. A coordinate whose weights are both zero has no defined
-    merge: it is reported, not turned into NaN.
+    With ε = 0 this is exactly the authors' code. Keys without weights fall back to (1 − α, α) interpolation, and so
+    do single coordinates whose weights are both zero (a unit no task's gradient ever reached, e.g. a dead ReLU6
+    channel): the authors' code turns them into 0/0 = NaN. Returns (θ̄(t), F̄(t)); F̄(t) never includes ε.
+    Negative or NaN weights are refused: they are not second moments.
     """
     merged, carried_weight = {}, {}
     for k in prev:
         if k not in prev_weight or k not in new_weight:
             merged[k] = torch.lerp(prev[k], new[k], alpha)
             continue
+        if not bool((prev_weight[k] >= 0).all() and (new_weight[k] >= 0).all()):
+            raise UserError(
+                f"merge weights of {k!r} contain negative or NaN values; they must be second moments "
+                "(check that fine-tuning produced finite gradients: lower the learning rate or clip gradients)"
+            )
         w_prev = (1 - alpha) * (prev_weight[k] + eps)
         w_new = alpha * (new_weight[k] + eps)
         total = w_prev + w_new
-        if not bool(torch.all(total > 0)):
-            bad = int((~(total > 0)).sum())
-            raise UserError(
-                f"v-weighted merge: {bad} coordinates of {k!r} have zero (or NaN) weight in both models; "
-                "use the clean variant (eps > 0), or check that fine-tuning produced finite gradients"
-            )
-        merged[k] = (w_prev * prev[k] + w_new * new[k]) / total
+        weighted = (w_prev * prev[k] + w_new * new[k]) / total.clamp_min(torch.finfo(total.dtype).tiny)
+        merged[k] = torch.where(total > 0, weighted, torch.lerp(prev[k], new[k], alpha))
         carried_weight[k] = (1 - alpha) * prev_weight[k] + alpha * new_weight[k]
     return merged, carried_weight
 

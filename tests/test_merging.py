@@ -100,13 +100,20 @@ def test_faithful_and_clean_differ_exactly_by_eps_and_bias_correction():
         assert not torch.equal(out_clean["merged"][k], faithful["merged"][k])
 
 
-def test_zero_weights_in_both_models_are_reported():
+def test_coordinates_with_zero_weight_in_both_models_fall_back_to_interpolation():
     prev, new = {"w": torch.ones(2)}, {"w": torch.zeros(2)}
-    zero = {"w": torch.tensor([0.0, 1.0])}
-    with pytest.raises(UserError, match="zero"):
-        fisher_weighted_merge(prev, new, zero, zero, alpha=0.5)
-    merged, _ = fisher_weighted_merge(prev, new, zero, zero, alpha=0.5, eps=1e-8)
-    torch.testing.assert_close(merged["w"], torch.tensor([0.5, 0.5]))
+    weight = {"w": torch.tensor([0.0, 1.0])}
+    merged, carried = fisher_weighted_merge(prev, new, weight, {"w": torch.tensor([0.0, 3.0])}, alpha=0.5)
+    # coordinate 0: no information from either task -> (1 − α, α) interpolation; coordinate 1: 1·1 / (1 + 3)
+    torch.testing.assert_close(merged["w"], torch.tensor([0.5, 0.25]))
+    torch.testing.assert_close(carried["w"], torch.tensor([0.0, 2.0]))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0])
+def test_nan_or_negative_weights_are_refused(bad):
+    prev, new = {"w": torch.ones(2)}, {"w": torch.zeros(2)}
+    with pytest.raises(UserError, match="second moments"):
+        fisher_weighted_merge(prev, new, {"w": torch.tensor([bad, 1.0])}, {"w": torch.ones(2)}, alpha=0.5)
 
 
 def test_average_is_the_mean_of_task_models():

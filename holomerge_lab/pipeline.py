@@ -1,0 +1,371 @@
+"""The continual loop: tasks arrive one by one; fine-tune, merge, align, evaluate on every task seen so far.
+
+`run(config)` is the whole experiment of one method on one stream and returns a `RunResult` with the accuracy
+matrix and the metrics. Everything a method needs between tasks is the merge rule's carried state (merging.py);
+`prepare(config)` does the work every method shares once (data, trunk features, θ0, heads), so `compare` pays
+for it once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import metrics
+from .align import align
+from .backbones import Backbone, build_backbone, trunk_features
+from .data import STREAMS, TaskStream, build_stream
+from .errors import UserError, check_choice
+from .finetune import fine_tune
+from .heads import head_logits, prototype_head
+from .linearize import forward_fn
+from .merging import MERGE_RULES, Carried, MergeSettings, Params, TaskModel
+
+# Method name -> (merge rule, where fine-tuning of task t starts). "holistic" picks its rule from the stages.
+METHODS: dict[str, tuple[str | None, str]] = {
+    "holistic": ("v-weighted", "merged"),
+    "sequential": ("sequential", "merged"),
+    "average": ("average", "pretrained"),
+    "task-arithmetic": ("task-arithmetic", "pretrained"),
+    "zero-shot": (None, "pretrained"),
+    "individual": (None, "pretrained"),
+    "joint": (None, "pretrained"),
+}
+
+PRESETS: dict[str, dict] = {
+    # CPU, a few minutes for a whole comparison on the embedded benchmark
+    "quick": dict(steps=100, lr=1e-4, batch_size=64, train_per_task=1000, test_per_task=None, align_steps=20),
+    # CPU, the embedded benchmark's real numbers: all data, more steps
+    "full": dict(steps=300, lr=1e-4, batch_size=64, train_per_task=None, test_per_task=None, align_steps=50),
+    # the authors' code settings (method.md): meant for CLIP on a GPU
+    "paper": dict(
+        steps=None, epochs=10, lr=1e-5, batch_size=128, weight_decay=0.1, warmup_steps=500, cosine=True,
+        grad_clip=1.0, alpha=0.4, seed=5, align_parameter="projection", align_teacher="previous",
+        align_loss="mse", align_lr=1e-7, align_steps=None, logit_scale=100.0,
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class RunConfig:
+    """Everything that decides a run. Presets fill the fields a user did not set (see `resolve`)."""
+
+    stream: str = "split-animal"
+    method: str = "holistic"
+    pre: bool = True  # stage 1: tangent (True) or standard fine-tuning
+    during: bool = True  # stage 2: v-weighted (True) or plain interpolation
+    post: bool = True  # stage 3: representation alignment after each merge
+    preset: str = "quick"
+    tasks: int | None = None
+    train_per_task: int | None = None
+    test_per_task: int | None = None
+    order: Sequence[int] | None = None
+    seed: int | None = None
+    backbone: str = "effnet-lite0"
+    image_size: int | None = None
+    trainable_from: int | None = None
+    alpha: float | None = None  # weight of the new task in a merge
+    scale: float = 0.3  # λ of task arithmetic
+    variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
+    eps: float = 1e-12  # ε of the clean variant
+    start: str | None = None  # "merged" / "pretrained"; None: the method's own
+    steps: int | None = None  # fine-tuning steps per task (None with `epochs`: epochs over the task)
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    beta2: float = 0.999
+    grad_clip: float | None = None
+    warmup_steps: int | None = None
+    cosine: bool | None = None
+    logit_scale: float | None = None
+    center: bool = False  # center features by the mean θ0 feature of the first task (CIL-legal)
+    align_parameter: str | None = None  # "bias" or "projection"
+    align_teacher: str | None = None  # "previous" (merged θ̄(t−1), authors) or "current" (fine-tuned θ(t))
+    align_loss: str | None = None  # "mse", "l1", "cosine"
+    align_steps: int | None = None  # None: one pass over the task's data
+    align_lr: float | None = None
+
+    def resolve(self) -> RunConfig:
+        """A copy with the preset's values, then the defaults, filled into every field left as None."""
+        check_choice("preset", self.preset, PRESETS)
+        check_choice("method", self.method, METHODS)
+        check_choice("stream", self.stream, STREAMS)
+        check_choice("variant", self.variant, ("faithful", "clean"))
+        defaults = dict(
+            seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0,
+            align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3,
+        )  # fmt: skip
+        filled = {k: v for k, v in {**defaults, **PRESETS[self.preset]}.items() if getattr(self, k) is None}
+        config = dataclasses.replace(self, **filled)
+        if config.start is None:
+            config.start = METHODS[config.method][1]
+        if config.method != "holistic":  # the stages are the holistic method's; baselines run as published
+            config.pre = config.during = config.post = False
+        check_choice("start point", config.start, ("merged", "pretrained"))
+        check_choice("alignment parameter", config.align_parameter, ("bias", "projection"))
+        check_choice("alignment teacher", config.align_teacher, ("previous", "current"))
+        if not 0.0 < config.alpha <= 1.0:
+            raise UserError(f"alpha must be in (0, 1], got {config.alpha}")
+        for name in ("lr", "batch_size"):
+            if getattr(config, name) <= 0:
+                raise UserError(f"{name} must be positive, got {getattr(config, name)}")
+        if config.steps is None and config.epochs is None:
+            raise UserError("set steps (per task) or epochs")
+        return config
+
+    @property
+    def stages(self) -> dict[str, bool]:
+        return {"pre": self.pre, "during": self.during, "post": self.post}
+
+    @property
+    def label(self) -> str:
+        """The row name in a comparison table: the method, and for holistic the stages switched off."""
+        if self.method != "holistic" or all(self.stages.values()):
+            return self.method
+        return "holistic −" + "−".join(name for name, on in self.stages.items() if not on)
+
+
+@dataclass
+class Prepared:
+    """What every method of a comparison shares: the stream, the backbone, θ0, trunk features and heads."""
+
+    config: RunConfig
+    stream: TaskStream
+    backbone: Backbone
+    theta0: Params  # the trainable parameters and the alignment bias, at their pre-trained values
+    train_features: list[Tensor]
+    test_features: list[Tensor]
+    heads: list[Tensor]  # CIL: task t's rows (its classes); DIL: the same all-class head for every task
+    center: Tensor | None
+
+    @property
+    def setting(self) -> str:
+        return self.stream.setting
+
+
+@dataclass
+class RunResult:
+    method: str
+    label: str
+    stream: str
+    backbone: str
+    stages: dict[str, bool]
+    seed: int
+    acc_matrix: np.ndarray  # R[i][j]: accuracy on task j after task i; NaN for j > i
+    joint_accuracy: list[float]  # accuracy on the union of seen tasks' test sets, after each task
+    state_bytes: list[int]  # bytes carried to the next task, after each task
+    seconds: float
+    losses: list[list[float]] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def acc(self) -> float:
+        return metrics.final_accuracy(self.acc_matrix)
+
+    @property
+    def bwt(self) -> float:
+        return metrics.backward_transfer(self.acc_matrix)
+
+    @property
+    def forgetting(self) -> float:
+        return metrics.forgetting(self.acc_matrix)
+
+    def to_json(self) -> dict:
+        """The JSON of DESIGN.md: accuracy matrix rows as lists, None above the diagonal."""
+        matrix = [[None if math.isnan(v) else round(float(v), 6) for v in row] for row in self.acc_matrix]
+        return {
+            "method": self.method, "label": self.label, "stream": self.stream, "backbone": self.backbone,
+            "stages": self.stages, "seed": self.seed, "acc_matrix": matrix, "acc": self.acc, "bwt": self.bwt,
+            "forgetting": self.forgetting, "joint_accuracy": self.joint_accuracy,
+            "state_bytes": self.state_bytes, "seconds": self.seconds, "config": self.config,
+        }  # fmt: skip
+
+
+def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
+    """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
+    config = config.resolve()
+    stream = build_stream(
+        config.stream, n_tasks=config.tasks, train_per_task=config.train_per_task,
+        test_per_task=config.test_per_task, order=config.order, seed=config.seed,
+    )  # fmt: skip
+    backbone = build_backbone(
+        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from
+    )
+    named = dict(backbone.top.named_parameters())
+    theta0 = {n: named[n].detach().clone() for n in (*backbone.trainable, backbone.bias)}
+    train = [trunk_features(backbone, t.train_images, progress=progress) for t in stream.tasks]
+    test = [trunk_features(backbone, t.test_images, progress=progress) for t in stream.tasks]
+    embed = forward_fn(backbone.top, theta0, tangent=False)
+    with torch.inference_mode():
+        embeddings = [embed(theta0, x).clone() for x in train]
+    center = embeddings[0].mean(0) if config.center else None
+    if stream.setting == "cil":
+        heads = [
+            prototype_head(e, t.train_labels, t.classes, center)
+            for e, t in zip(embeddings, stream.tasks, strict=True)
+        ]
+    else:  # one fixed head over all classes, from the first domain: domains must not change the classifier
+        first = stream.tasks[0]
+        heads = [prototype_head(embeddings[0], first.train_labels, first.classes, center)] * len(stream.tasks)
+    return Prepared(config, stream, backbone, theta0, train, test, heads, center)
+
+
+def _seen_head(prep: Prepared, t: int) -> tuple[Tensor, list[int]]:
+    """The head used to evaluate after task t (0-based), and the class id of each of its rows."""
+    if prep.setting == "dil":
+        return prep.heads[0], list(prep.stream.tasks[0].classes)
+    classes = [c for task in prep.stream.tasks[: t + 1] for c in task.classes]
+    return torch.cat(prep.heads[: t + 1]), classes
+
+
+def evaluate(
+    prep: Prepared, forward: Callable[..., Tensor], params: Params, upto: int, *, batch_size: int = 1024
+) -> tuple[list[float], float]:
+    """Accuracy on each task 0..upto under the head of every class seen so far (task-agnostic), and on their
+    union, in one pass over the joint test set."""
+    head, classes = _seen_head(prep, upto)
+    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
+    index[torch.tensor(classes)] = torch.arange(len(classes))
+    features = torch.cat(prep.test_features[: upto + 1])
+    labels = index[torch.cat([t.test_labels for t in prep.stream.tasks[: upto + 1]])]
+    with torch.no_grad():
+        predictions = torch.cat([
+            head_logits(forward(params, features[i : i + batch_size]), head, prep.config.logit_scale, prep.center)
+            .argmax(1) for i in range(0, len(features), batch_size)
+        ])  # fmt: skip
+    correct = (predictions == labels).float()
+    sizes = [len(t.test_labels) for t in prep.stream.tasks[: upto + 1]]
+    return [float(c.mean()) for c in correct.split(sizes)], float(correct.mean())
+
+
+def _train_task(
+    prep: Prepared, config: RunConfig, forward, start: Params, t: int | None, bar, seed: int
+) -> tuple[TaskModel, list[float]]:
+    """Fine-tune on task t (or, t=None, on all tasks at once for `joint`) against its frozen head."""
+    tasks = range(len(prep.stream.tasks)) if t is None else [t]
+    features = torch.cat([prep.train_features[i] for i in tasks])
+    labels = torch.cat([prep.stream.tasks[i].train_labels for i in tasks])
+    head, classes = (
+        _seen_head(prep, max(tasks)) if t is None else (prep.heads[t], prep.stream.tasks[t].classes)
+    )
+    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
+    index[torch.tensor(list(classes))] = torch.arange(len(classes))
+    steps = config.steps or config.epochs * math.ceil(len(features) / config.batch_size)
+    steps *= len(tasks)
+    bias = {prep.backbone.bias: start[prep.backbone.bias]}
+    trainable = {n: v for n, v in start.items() if n != prep.backbone.bias}
+    result = fine_tune(
+        lambda p, x: forward({**p, **bias}, x), trainable, features, index[labels],
+        lambda z: head_logits(z, head, config.logit_scale, prep.center),
+        steps=steps, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay,
+        betas=(0.9, config.beta2), grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
+        cosine=config.cosine, seed=seed, progress=bar.update,
+    )  # fmt: skip
+    return TaskModel(
+        {**result.params, **bias}, result.second_moment, result.steps, result.beta2
+    ), result.losses
+
+
+def _align(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: Params, t: int) -> Params:
+    """Stage 3 on task t's training images (no labels): pull the merged model's features to the teacher's."""
+    inputs = prep.train_features[t]
+    with torch.no_grad():
+        target = torch.cat([forward(teacher, inputs[i : i + 1024]) for i in range(0, len(inputs), 1024)])
+    parameter = prep.backbone.bias if config.align_parameter == "bias" else prep.backbone.projection
+    steps = config.align_steps or math.ceil(len(inputs) / config.batch_size)
+    return align(
+        forward, merged, target, inputs, parameter=parameter, loss=config.align_loss, steps=steps,
+        lr=config.align_lr, batch_size=config.batch_size, seed=config.seed + 7919 * t,
+    )  # fmt: skip
+
+
+def run(config: RunConfig, prepared: Prepared | None = None, *, progress: bool = True) -> RunResult:
+    """One method on one stream: the accuracy matrix after every task, with what was carried between tasks."""
+    config = config.resolve()
+    prep = prepared if prepared is not None else prepare(config, progress=progress)
+    began = time.perf_counter()
+    n = len(prep.stream.tasks)
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=config.pre)
+    rule_name = METHODS[config.method][0]
+    if config.method == "holistic" and not config.during:
+        rule_name = "interpolate"
+    matrix = np.full((n, n), np.nan)
+    joint, carried_bytes, losses = [], [], []
+    carried: Carried | None = None
+    fine_tunes = {"zero-shot": 0, "joint": n}.get(config.method, n)
+    steps = config.steps or config.epochs * math.ceil(len(prep.train_features[0]) / config.batch_size)
+    bar = tqdm(total=fine_tunes * steps, desc=config.label, disable=not progress, leave=False)
+    if config.method == "joint":
+        model, task_losses = _train_task(prep, config, forward, prep.theta0, None, bar, config.seed)
+        losses.append(task_losses)
+    for t in range(n):
+        if config.method == "zero-shot":
+            served = prep.theta0
+        elif config.method == "joint":
+            served = model.params
+        else:
+            previous = prep.theta0 if carried is None else carried["merged"]
+            start = previous if config.start == "merged" else prep.theta0
+            task, task_losses = _train_task(prep, config, forward, start, t, bar, config.seed + 1000 * t)
+            losses.append(task_losses)
+            if config.method == "individual":
+                served = task.params
+            else:
+                settings = MergeSettings(
+                    theta0=prep.theta0, task_index=t + 1, alpha=config.alpha, scale=config.scale,
+                    eps=config.eps if config.variant == "clean" else 0.0, bias_correct=config.variant == "clean",
+                )  # fmt: skip
+                carried = MERGE_RULES[rule_name](carried, task, settings)
+                if config.method == "holistic" and config.post and t > 0:
+                    teacher = previous if config.align_teacher == "previous" else task.params
+                    carried["merged"] = _align(prep, config, forward, carried["merged"], teacher, t)
+                served = carried["merged"]
+        if config.method == "individual":  # each task's own model, on its own task, under the all-class head
+            accuracy, _ = evaluate(prep, forward, served, n - 1)
+            matrix[t:, t] = accuracy[t]
+            joint.append(float(np.nanmean(matrix[t, : t + 1])))
+        else:
+            matrix[t, : t + 1], joint_accuracy = evaluate(prep, forward, served, t)
+            joint.append(joint_accuracy)
+        carried_bytes.append(metrics.state_bytes(*(carried or {"merged": served}).values()))
+    bar.close()
+    return RunResult(
+        method=config.method, label=config.label, stream=config.stream, backbone=config.backbone,
+        stages=config.stages, seed=config.seed, acc_matrix=matrix, joint_accuracy=joint,
+        state_bytes=carried_bytes, seconds=time.perf_counter() - began, losses=losses,
+        config=_jsonable(dataclasses.asdict(config)),
+    )  # fmt: skip
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+ABLATIONS = ({"pre": False}, {"during": False}, {"post": False})
+DEFAULT_METHODS = ("zero-shot", "sequential", "average", "task-arithmetic", "holistic", "individual", "joint")
+
+
+def compare_configs(config: RunConfig, methods: Sequence[str] = DEFAULT_METHODS) -> list[RunConfig]:
+    """One config per row: each method, and after `holistic` its ablations (one stage off at a time)."""
+    configs = []
+    for method in methods:
+        check_choice("method", method, METHODS)
+        configs.append(dataclasses.replace(config, method=method))
+        if method == "holistic":
+            configs += [dataclasses.replace(config, method=method, **off) for off in ABLATIONS]
+    return configs
+
+
+def compare(config: RunConfig, methods: Sequence[str] = DEFAULT_METHODS, *, progress: bool = True):
+    """Run every method (and holistic's ablations) on one prepared stream."""
+    prep = prepare(config, progress=progress)
+    return [run(c, prep, progress=progress) for c in compare_configs(config, methods)]
