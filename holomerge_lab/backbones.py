@@ -108,12 +108,16 @@ class Backbone:
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
                 out.append(self.top(self.trunk(self.preprocess(images[i : i + batch_size]))))
-        return torch.cat(out) if out else torch.empty(0, self.embed_dim)
+        # concatenated outside inference mode: a normal tensor that autograd may use later
+        return torch.cat(out).clone() if out else torch.empty(0, self.embed_dim)
 
 
 def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
     """uint8 images [N,H,W] or [N,H,W,3] (numpy or torch) -> float32 [N,3,size,size], normalised."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images)
+    if not isinstance(images, Tensor):
+        images = np.asarray(images)
+        images = images if images.flags.writeable else images.copy()  # torch warns on read-only arrays
+    x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise UserError(f"preprocess expects uint8 images, got {x.dtype}; pass the raw 0..255 arrays")
     if x.ndim == 3:
@@ -234,7 +238,9 @@ def build_effnet_lite0(*, image_size: int | None = None, trainable_from: int | N
     if image_size < 32:
         raise UserError(f"image_size must be at least 32 for EfficientNet-Lite0, got {image_size}")
     model = load_efficientnet_lite0(image_size)
-    trunk = _Frozen(_EffNetTrunkLayers(model, split).to(memory_format=torch.channels_last), _effnet_trunk_fn).eval()
+    trunk = _Frozen(
+        _EffNetTrunkLayers(model, split).to(memory_format=torch.channels_last), _effnet_trunk_fn
+    ).eval()
     top = EffNetTop(model, split).eval()
     trainable = tuple(n for n, p in top.named_parameters() if p.ndim == 4)  # conv weights (no BN, no bias)
     _freeze(top, trainable)
@@ -342,9 +348,17 @@ def build_clip(
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = open_clip.create_model(
-            model_name, pretrained=pretrained, force_image_size=image_size, device="cpu"
-        )
+        try:
+            model = open_clip.create_model(
+                model_name, pretrained=pretrained, force_image_size=image_size, device="cpu"
+            )
+        except RuntimeError as e:
+            if pretrained is None or os.path.isfile(pretrained):
+                raise
+            raise UserError(
+                f"could not load open_clip weights {model_name!r} / {pretrained!r} ({e}); offline, pass a local "
+                "checkpoint file as `pretrained`"
+            ) from e
     model.eval().requires_grad_(False)
     visual = model.visual
     size = visual.image_size

@@ -16,7 +16,7 @@ class vectors and the embeddings are compared after removing the shared componen
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,13 +51,17 @@ def prototype_head(
     onehot = (labels.unsqueeze(0) == cls.unsqueeze(1)).to(z.dtype)  # [C, N]
     counts = onehot.sum(1)
     if (counts == 0).any():
-        empty = [c for c, n in zip(classes, counts.tolist()) if n == 0]
-        raise UserError(f"prototype_head: no examples of class(es) {empty}; pass only classes present in labels")
+        empty = [c for c, n in zip(classes, counts.tolist(), strict=True) if n == 0]
+        raise UserError(
+            f"prototype_head: no examples of class(es) {empty}; pass only classes present in labels"
+        )
     means = (onehot @ z) / counts.unsqueeze(1)
     return F.normalize(means, dim=-1)
 
 
-def head_logits(embeddings: Tensor, head: Tensor, scale: float = 32.0, center: Tensor | None = None) -> Tensor:
+def head_logits(
+    embeddings: Tensor, head: Tensor, scale: float = 32.0, center: Tensor | None = None
+) -> Tensor:
     """``scale * normalize(embeddings - center) @ head.T``: a cosine classifier, like CLIP's logit scale.
 
     Differentiable in `embeddings` (fine-tuning backpropagates through it); the head itself stays fixed.

@@ -64,21 +64,23 @@ def test_real_imagenet_weights_classify_a_real_photo():
 
 
 def test_trunk_then_top_equals_the_pooled_features(effnet, digits):
+    """The trunk runs channels-last, the reference does not: they agree up to float rounding."""
     x = effnet.preprocess(digits)
     assert x.shape == (48, 3, 64, 64)
     with torch.no_grad():
         z = effnet.top(effnet.trunk(x))
         ref = effnet.model.extract_features(x).mean(dim=(-2, -1))
     assert z.shape == (48, 1280) and effnet.embed_dim == 1280
-    torch.testing.assert_close(z, ref, rtol=1e-4, atol=1e-4)  # channels-last trunk: float rounding only
+    torch.testing.assert_close(z, ref, rtol=1e-4, atol=1e-4)
     assert z.std() > 0.1  # not a constant function
+    torch.testing.assert_close(effnet.embed(digits, batch_size=20), z, rtol=1e-5, atol=1e-5)
 
 
 def test_moving_the_split_keeps_the_function(effnet, digits):
     deep = B.build_backbone("effnet-lite0", trainable_from=11)
     x = effnet.preprocess(digits)
     with torch.no_grad():
-        torch.testing.assert_close(deep.top(deep.trunk(x)), effnet.top(effnet.trunk(x)), rtol=1e-4, atol=1e-4)  # channels-last trunk: float rounding only
+        torch.testing.assert_close(deep.top(deep.trunk(x)), effnet.top(effnet.trunk(x)), rtol=1e-4, atol=1e-4)
     assert deep.settings != effnet.settings
     n_deep = sum(p.numel() for n, p in deep.top.named_parameters() if n in deep.trainable)
     assert n_deep > 1_009_792
@@ -205,7 +207,10 @@ def test_tiny_clip_builds_offline_and_fast(tiny_clip, digits):
     assert z.shape == (5, 32)
     visual = dict(bb.top.visual.named_parameters())
     assert set(bb.trainable) == {"visual." + k for k in visual}
-    assert bb.projection == "visual.proj" and dict(bb.top.named_parameters())[bb.projection] is bb.top.visual.proj
+    assert (
+        bb.projection == "visual.proj"
+        and dict(bb.top.named_parameters())[bb.projection] is bb.top.visual.proj
+    )
     assert bb.bias == "bias" and bb.bias not in bb.trainable
 
 
@@ -235,3 +240,10 @@ def test_tiny_clip_jvp_under_math_backend(tiny_clip, digits):
         assert torch.backends.mha.get_fastpath_enabled()  # the top restored the global setting
     finally:
         top.float()
+
+
+def test_pretrained_tag_offline_fails_fast_with_a_user_error():
+    t = time.perf_counter()
+    with pytest.raises(UserError, match="local"):
+        B.build_clip(B.register_tiny_clip(), pretrained="no-such-tag")
+    assert time.perf_counter() - t < 30

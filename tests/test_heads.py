@@ -32,7 +32,7 @@ def test_prototype_head_matches_a_loop(data, use_center):
     for row, c in enumerate(classes):
         acc = torch.zeros(5, dtype=torch.float64)
         n = 0
-        for e, y in zip(emb, labels):
+        for e, y in zip(emb, labels, strict=True):
             if int(y) == c:
                 acc += _unit(e - center if center is not None else e)
                 n += 1
@@ -58,7 +58,9 @@ def test_logits_scale_and_range(data):
     logits = head_logits(emb, head)  # default scale 32
     assert logits.abs().max() <= 32.0 + 1e-9
     # a class vector used as an embedding scores exactly the scale against itself
-    torch.testing.assert_close(head_logits(head, head).diagonal(), torch.full((3,), 32.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        head_logits(head, head).diagonal(), torch.full((3,), 32.0, dtype=torch.float64)
+    )
 
 
 def test_head_logits_is_differentiable_in_embeddings(data):
