@@ -312,6 +312,10 @@ def clip_projection_name(visual: nn.Module, prefix: str = "") -> str:
     raise AssertionError("projection parameter not found among the tower's parameters")
 
 
+def _apply(layers: nn.Module, x: Tensor) -> Tensor:
+    return layers(x)
+
+
 class ClipTop(_AlwaysEval):
     """The CLIP image tower + a zero bias: preprocessed images -> embedding [B, embed_dim] (not normalised).
 
@@ -372,7 +376,7 @@ def build_clip(
     _freeze(top, trainable)
     return Backbone(
         name=name or model_name,
-        trunk=_Frozen(nn.Identity(), lambda layers, x: layers(x)).eval(),
+        trunk=_Frozen(nn.Identity(), _apply).eval(),
         top=top,
         trainable=trainable,
         projection=clip_projection_name(visual, prefix="visual."),
