@@ -73,7 +73,7 @@ def test_trunk_then_top_equals_the_pooled_features(effnet, digits):
     assert z.shape == (48, 1280) and effnet.embed_dim == 1280
     torch.testing.assert_close(z, ref, rtol=1e-4, atol=1e-4)
     assert z.std() > 0.1  # not a constant function
-    torch.testing.assert_close(effnet.embed(digits, batch_size=20), z, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(effnet.embed(digits, batch_size=20), z, rtol=1e-4, atol=1e-4)
 
 
 def test_moving_the_split_keeps_the_function(effnet, digits):
