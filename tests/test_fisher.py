@@ -74,7 +74,9 @@ def test_sampled_fisher_approaches_true_fisher():
     assert error(many) < 0.1 < error(few)
     assert all(
         torch.equal(a, b)
-        for a, b in zip(many.values(), diagonal_fisher(model, x, kind="sampled", seed=0).values(), strict=False)
+        for a, b in zip(
+            many.values(), diagonal_fisher(model, x, kind="sampled", seed=0).values(), strict=False
+        )
     )
 
 

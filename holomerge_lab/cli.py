@@ -1,0 +1,164 @@
+"""The command line: `holomerge-lab run`, `holomerge-lab compare`.
+
+Bad input ends with one line on stderr, naming what is valid, and exit code 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        self.exit(2, f"holomerge-lab: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
+    p.add_argument("--preset", default="quick", help="quick | full | paper (default: quick)")
+    p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
+    p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
+    p.add_argument("--test-per-task", type=_positive_int, help="test images per task")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate")
+    p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
+    p.add_argument("--backbone", default="effnet-lite0")
+    p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
+    p.add_argument(
+        "--center", action="store_true", help="center features by the first task's mean θ0 feature"
+    )
+    p.add_argument("--align-parameter", help="bias | projection")
+    p.add_argument("--align-teacher", help="previous (merged model) | current (fine-tuned model)")
+    p.add_argument("--align-loss", help="mse | l1 | cosine")
+    p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="holomerge-lab", description="Continual model merging, hands on.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = commands.add_parser("run", help="one method on one stream")
+    run.add_argument("--method", default="holistic")
+    for stage in ("pre", "during", "post"):
+        run.add_argument(f"--no-{stage}", action="store_true", help=f"switch stage '{stage}' off (holistic)")
+    _add_run_options(run)
+    compare = commands.add_parser("compare", help="several methods on one stream, one table")
+    compare.add_argument("--methods", nargs="+", help="methods to compare, or 'all' (default: all)")
+    _add_run_options(compare)
+    commands.add_parser("list", help="the streams, methods, backbones and presets")
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from .pipeline import RunConfig
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    for stage in ("pre", "during", "post"):
+        given[stage] = not getattr(args, f"no_{stage}", False)
+    config = RunConfig(**given)
+    config.resolve()  # validate every field now, before any work starts
+    return config
+
+
+def _claim(out: Path, names: Sequence[str], force: bool) -> None:
+    """Refuse to overwrite earlier results unless --force."""
+    existing = [out / n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise UserError(
+            f"{existing[0]} already exists; pass --force to overwrite it, or choose another --out"
+        )
+
+
+def _save(results, args: argparse.Namespace, command: str) -> None:
+    from .viz import write_report
+
+    names = [f"{r.label.replace(' ', '_')}.json" for r in results]
+    for name, result in zip(names, results, strict=True):
+        (args.out / name).write_text(json.dumps(result.to_json(), indent=1))
+    report = write_report(results, args.out / "report.html", command=command)
+    print(f"wrote {len(results)} JSON file(s) and {report}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace, command: str) -> None:
+    from .pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+    from .viz import format_table, results_table
+
+    config = _config(args)
+    if args.command == "run":
+        configs = [config]
+    else:
+        methods = DEFAULT_METHODS if not args.methods or args.methods == ["all"] else args.methods
+        configs = compare_configs(config, methods)
+        for c in configs:
+            c.resolve()
+    if args.out is not None:
+        _claim(args.out, [f"{c.label.replace(' ', '_')}.json" for c in configs] + ["report.html"], args.force)
+        args.out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(config, progress=not args.quiet)
+    results = []
+    for c in configs:
+        results.append(run(c, prepared, progress=not args.quiet))
+        if args.json:
+            print(json.dumps(results[-1].to_json()), flush=True)
+    if not args.json:
+        print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
+        print(format_table(results_table(results)))
+    if args.out is not None:
+        _save(results, args, command)
+
+
+def _list() -> None:
+    from .backbones import BACKBONES
+    from .data import STREAMS
+    from .pipeline import METHODS, PRESETS
+
+    for title, names in (
+        ("streams", STREAMS),
+        ("methods", METHODS),
+        ("backbones", BACKBONES),
+        ("presets", PRESETS),
+    ):
+        print(f"{title}: {', '.join(names)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+        else:
+            _run(args, "holomerge-lab " + shlex.join(argv))
+    except UserError as e:
+        print(f"holomerge-lab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("holomerge-lab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Plotly figures of runs, a self-contained HTML report, and the renderer set-up for each notebook front end.
+
+Figures are plain `go.Figure`s (not FigureWidget, which needs anywidget and breaks on Colab and VS Code); widgets
+redraw them inside an `ipywidgets.Output`.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from .pipeline import RunResult
+
+
+def setup_renderer() -> str:
+    """Pick plotly's renderer for the front end this runs in, and return its name."""
+    if "google.colab" in sys.modules:
+        name = "colab"
+    elif "VSCODE_PID" in os.environ or "VSCODE_CWD" in os.environ:
+        name = "vscode"
+    else:  # JupyterLab / Notebook 7 (mimetype), with the JS embedded so exported HTML still shows figures
+        name = "plotly_mimetype+notebook"
+    pio.renderers.default = name
+    return name
+
+
+def accuracy_matrix_figure(result: RunResult) -> go.Figure:
+    """R[i][j] as a heat map: row = after task i, column = tested on task j."""
+    matrix = result.acc_matrix
+    n = len(matrix)
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in matrix]
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix, x=[f"task {j + 1}" for j in range(n)], y=[f"after {i + 1}" for i in range(n)],
+            text=text, texttemplate="%{text}", zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="acc"),
+        )
+    )  # fmt: skip
+    figure.update_layout(
+        title=f"{result.label} on {result.stream}: ACC {result.acc:.3f}, BWT {result.bwt:+.3f}",
+        yaxis=dict(autorange="reversed"), width=420 + 20 * n, height=360 + 20 * n, margin=dict(t=60),
+    )  # fmt: skip
+    return figure
+
+
+def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
+    """Final average accuracy per method (bars), with the joint-test accuracy as markers."""
+    labels = [r.label for r in results]
+    figure = go.Figure(
+        [
+            go.Bar(x=labels, y=[r.acc for r in results], name="ACC (mean over tasks)",
+                   text=[f"{r.acc:.3f}" for r in results], textposition="outside"),
+            go.Scatter(x=labels, y=[r.joint_accuracy[-1] for r in results], mode="markers",
+                       name="joint test accuracy", marker=dict(symbol="diamond", size=10, color="black")),
+        ]
+    )  # fmt: skip
+    stream = results[0].stream if results else ""
+    figure.update_layout(title=f"Final accuracy on {stream}", yaxis=dict(range=[0, 1.05], title="accuracy"))
+    return figure
+
+
+def results_table(results: Sequence[RunResult]) -> list[dict]:
+    """One row per run: the numbers the CLI prints and the report shows."""
+    return [
+        {
+            "method": r.label,
+            "ACC": round(r.acc, 4),
+            "BWT": round(r.bwt, 4),
+            "forgetting": round(r.forgetting, 4),
+            "joint acc": round(r.joint_accuracy[-1], 4),
+            "bytes carried": r.state_bytes[-1],
+            "seconds": round(r.seconds, 1),
+        }  # fmt: skip
+        for r in results
+    ]
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A plain-text table with aligned columns."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    cells = [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def write_report(results: Sequence[RunResult], path: str | Path, *, command: str = "") -> Path:
+    """One self-contained HTML file (plotly.js inline, no CDN): the table, the comparison, each accuracy matrix."""
+    path = Path(path)
+    rows = results_table(results)
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) if rows else ""
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
+    figures = [comparison_figure(results), *(accuracy_matrix_figure(r) for r in results)]
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    stream = html.escape(results[0].stream) if results else ""
+    document = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>holomerge_lab: {stream}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
+<body><h1>holomerge_lab: {stream}</h1>
+<p>Reproduce: <code>{html.escape(command)}</code></p>
+<table><tr>{header}</tr>{body}</table>
+{"".join(parts)}
+</body></html>
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document, encoding="utf-8")
+    return path

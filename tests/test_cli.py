@@ -1,0 +1,81 @@
+"""The command line: real runs, and a one-line error with exit code 2 for every bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from holomerge_lab.cli import main
+
+SMALL = ["--stream", "split-digits", "--tasks", "2", "--train-per-task", "30", "--test-per-task", "10",
+         "--steps", "3", "--quiet"]  # fmt: skip
+
+
+def test_run_prints_one_json_object_per_run(capsys):
+    assert main(["run", *SMALL, "--method", "holistic", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["method"] == "holistic" and document["stages"] == {
+        "pre": True,
+        "during": True,
+        "post": True,
+    }
+    assert len(document["acc_matrix"]) == 2
+
+
+def test_compare_writes_json_and_a_self_contained_report_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "results"
+    args = ["compare", *SMALL, "--methods", "zero-shot", "holistic", "--out", str(out)]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    for label in ("zero-shot", "holistic −pre", "holistic −during", "holistic −post"):
+        assert label in table
+    report = (out / "report.html").read_text()
+    assert "<script" in report and "<script src=" not in report and "holistic" in report  # plotly.js inline
+    before = (out / "zero-shot.json").read_bytes()
+    assert main(args) == 2  # existing results are not overwritten silently
+    assert "--force" in capsys.readouterr().err
+    assert (out / "zero-shot.json").read_bytes() == before
+    assert main([*args, "--force"]) == 0
+
+
+BAD_INPUTS = [
+    (["run", "--stream", "split-cifar"], "split-mnist"),
+    (["run", "--method", "magic"], "holistic"),
+    (["run", "--backbone", "resnet"], "effnet-lite0"),
+    (["run", "--preset", "huge"], "quick"),
+    (["run", "--tasks", "0"], "at least 1"),
+    (["run", "--stream", "split-digits", "--tasks", "9"], "n_tasks"),
+    (["run", "--stream", "split-digits", "--train-per-task", "100000"], "train_per_task"),
+    (["run", "--alpha", "1.5"], "alpha"),
+    (["run", "--alpha", "abc"], "invalid float"),
+    (["run", "--variant", "exact"], "faithful"),
+    (["run", "--align-teacher", "oracle"], "previous"),
+    (["compare", "--methods", "holistic", "magic"], "magic"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_code_2(argv, expected, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+
+
+def test_console_script_reports_bad_input_without_traceback():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "holomerge_lab.cli", "run", "--stream", "nope"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("holomerge-lab: error: unknown stream 'nope'")
+    assert "Traceback" not in done.stderr

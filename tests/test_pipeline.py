@@ -1,0 +1,106 @@
+"""The continual loop end to end on real data (8×8 digits) through the real backbone."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_config
+
+from holomerge_lab.errors import UserError
+from holomerge_lab.linearize import forward_fn
+from holomerge_lab.pipeline import DEFAULT_METHODS, METHODS, RunConfig, compare_configs, evaluate, run
+
+KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "bwt", "forgetting",
+        "state_bytes", "seconds"}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_and_reports(method, small_prepared):
+    result = run(dataclasses.replace(small_config(), method=method), small_prepared, progress=False)
+    n = 3
+    assert result.acc_matrix.shape == (n, n)
+    assert np.all(np.isnan(result.acc_matrix[np.triu_indices(n, 1)]))
+    assert np.all((result.acc_matrix[np.tril_indices(n)] >= 0) & (result.acc_matrix[np.tril_indices(n)] <= 1))
+    document = json.loads(json.dumps(result.to_json()))
+    assert KEYS <= set(document)
+    assert document["acc_matrix"][0][1] is None and len(document["state_bytes"]) == n
+    # Θ(1): what is carried between tasks does not grow with the number of tasks
+    assert len(set(result.state_bytes)) == 1
+
+
+def test_zero_shot_is_theta0_under_the_growing_head(small_prepared):
+    result = run(dataclasses.replace(small_config(), method="zero-shot"), small_prepared, progress=False)
+    forward = forward_fn(small_prepared.backbone.top, small_prepared.theta0, tangent=False)
+    for t in range(3):
+        accuracy, _ = evaluate(small_prepared, forward, small_prepared.theta0, t)
+        assert result.acc_matrix[t, : t + 1].tolist() == accuracy
+
+
+def test_evaluation_counts_correct_predictions_by_hand(small_prepared):
+    """evaluate() against an independent count: per-example logits over all seen classes, argmax, compare."""
+    prep = small_prepared
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    accuracy, joint = evaluate(prep, forward, prep.theta0, 2)
+    classes = [c for task in prep.stream.tasks for c in task.classes]
+    head = torch.cat(prep.heads)
+    counts = []
+    for features, task in zip(prep.test_features, prep.stream.tasks, strict=True):
+        with torch.no_grad():
+            z = torch.nn.functional.normalize(forward(prep.theta0, features), dim=-1)
+        predicted = [classes[int(i)] for i in (z @ head.T).argmax(1)]
+        counts.append(sum(p == int(y) for p, y in zip(predicted, task.test_labels, strict=True)))
+    assert accuracy == pytest.approx([c / 20 for c in counts])
+    assert joint == pytest.approx(sum(counts) / 60)
+
+
+def test_holistic_first_task_is_kept_whole_and_stages_change_results(small_prepared):
+    config = small_config()
+    full = run(config, small_prepared, progress=False)
+    no_post = run(dataclasses.replace(config, post=False), small_prepared, progress=False)
+    no_pre = run(dataclasses.replace(config, pre=False), small_prepared, progress=False)
+    no_during = run(dataclasses.replace(config, during=False), small_prepared, progress=False)
+    assert full.acc_matrix[0, 0] == no_post.acc_matrix[0, 0]  # no merge and no alignment after task 1
+    assert full.state_bytes[0] == 2 * no_during.state_bytes[0] - 4 * 1280  # θ̄ and F̄ vs θ̄ (F̄ has no bias)
+    assert not np.array_equal(full.losses[1], no_pre.losses[1])  # tangent vs standard fine-tuning differ
+
+
+def test_same_seed_same_accuracy_matrix(small_prepared):
+    config = small_config()
+    first = run(config, small_prepared, progress=False)
+    second = run(config, small_prepared, progress=False)
+    np.testing.assert_array_equal(first.acc_matrix, second.acc_matrix)
+
+
+def test_compare_rows_include_the_holistic_ablations():
+    labels = [c.label for c in compare_configs(RunConfig(), DEFAULT_METHODS)]
+    assert {"holistic", "holistic −pre", "holistic −during", "holistic −post", "joint"} <= set(labels)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(method="magic"), "holistic"),
+        (dict(stream="split-cifar"), "split-mnist"),
+        (dict(preset="huge"), "quick"),
+        (dict(alpha=0.0), "alpha"),
+        (dict(lr=-1.0), "lr"),
+        (dict(variant="exact"), "faithful"),
+        (dict(align_parameter="weights"), "bias"),
+    ],
+)
+def test_bad_config_is_a_user_error(overrides, message):
+    with pytest.raises(UserError, match=message):
+        RunConfig(**overrides).resolve()
+
+
+def test_presets_fill_only_unset_fields():
+    config = RunConfig(preset="paper", lr=3e-4).resolve()
+    assert (
+        config.lr == 3e-4
+        and config.weight_decay == 0.1
+        and config.seed == 5
+        and math.isclose(config.alpha, 0.4)
+    )
