@@ -24,12 +24,14 @@ from .align import align
 from .backbones import Backbone, build_backbone, trunk_features
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
-from .finetune import fine_tune
+from .finetune import ewc_penalty, fine_tune
+from .fisher import KINDS, functional_diagonal_fisher
 from .heads import head_logits, prototype_head
 from .linearize import forward_fn
-from .merging import MERGE_RULES, Carried, MergeSettings, Params, TaskModel
+from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
 
-# Method name -> (merge rule, where fine-tuning of task t starts). "holistic" picks its rule from the stages.
+# Method name -> (merge rule, where fine-tuning of task t starts: the merged model θ̄(t−1), θ0, or the previous
+# task's fine-tuned model θ(t−1)). "holistic" picks its rule from the stages.
 METHODS: dict[str, tuple[str | None, str]] = {
     "holistic": ("v-weighted", "merged"),
     "sequential": ("sequential", "merged"),
@@ -38,6 +40,11 @@ METHODS: dict[str, tuple[str | None, str]] = {
     "zero-shot": (None, "pretrained"),
     "individual": (None, "pretrained"),
     "joint": (None, "pretrained"),
+    "ties": ("ties", "pretrained"),
+    "magmax": ("magmax", "previous"),
+    "fisher": ("fisher", "pretrained"),
+    "opcm": ("opcm", "pretrained"),
+    "ewc": ("ewc", "merged"),
 }
 
 PRESETS: dict[str, dict] = {
@@ -93,6 +100,13 @@ class RunConfig:
     align_loss: str | None = None  # "mse", "l1", "cosine"
     align_steps: int | None = None  # None: one pass over the task's data
     align_lr: float | None = None
+    top_k: float = 0.2  # TIES: fraction of each task vector kept
+    ties_scale: float = 1.0  # TIES: λ on the disjoint mean
+    magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector
+    opcm_alpha: float = 0.5  # OPCM: singular-value mass of the kept subspace
+    fisher_kind: str = "true"  # Fisher of the fisher and ewc methods: "true", "sampled" or "empirical"
+    fisher_examples: int = 256  # training examples (a seeded subsample) the Fisher is averaged over
+    ewc_strength: float = 100.0  # λ of the EWC penalty
 
     def resolve(self) -> RunConfig:
         """A copy with the preset's values, then the defaults, filled into every field left as None."""
@@ -110,7 +124,8 @@ class RunConfig:
             config.start = METHODS[config.method][1]
         if config.method != "holistic":  # the stages are the holistic method's; baselines run as published
             config.pre = config.during = config.post = False
-        check_choice("start point", config.start, ("merged", "pretrained"))
+        check_choice("start point", config.start, ("merged", "pretrained", "previous"))
+        check_choice("Fisher kind", config.fisher_kind, KINDS)
         check_choice("alignment parameter", config.align_parameter, ("bias", "projection"))
         check_choice("alignment teacher", config.align_teacher, ("previous", "current"))
         if not 0.0 < config.alpha <= 1.0:
@@ -219,12 +234,40 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
     return Prepared(config, stream, backbone, theta0, train, test, heads, center)
 
 
-def _seen_head(prep: Prepared, t: int) -> tuple[Tensor, list[int]]:
-    """The head used to evaluate after task t (0-based), and the class id of each of its rows."""
+def head_for(prep: Prepared, tasks: Sequence[int]) -> tuple[Tensor, list[int]]:
+    """The head over the classes of `tasks` (CIL: their rows, in order; DIL: the one all-class head), and the
+    class id of each of its rows."""
     if prep.setting == "dil":
         return prep.heads[0], list(prep.stream.tasks[0].classes)
-    classes = [c for task in prep.stream.tasks[: t + 1] for c in task.classes]
-    return torch.cat(prep.heads[: t + 1]), classes
+    return torch.cat([prep.heads[i] for i in tasks]), [c for i in tasks for c in prep.stream.tasks[i].classes]
+
+
+def _seen_head(prep: Prepared, t: int) -> tuple[Tensor, list[int]]:
+    """The head used to evaluate after task t (0-based), and the class id of each of its rows."""
+    return head_for(prep, range(t + 1))
+
+
+def test_logits(
+    prep: Prepared,
+    forward: Callable[..., Tensor],
+    params: Params,
+    tasks: Sequence[int],
+    *,
+    batch_size: int = 1024,
+) -> tuple[Tensor, Tensor]:
+    """Logits on the joint test set of `tasks` under the head of their classes, and the labels as head rows.
+    `tasks=[t]` is task t under its own head; `tasks=range(t + 1)` is the task-agnostic evaluation after task t."""
+    head, classes = head_for(prep, tasks)
+    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
+    index[torch.tensor(classes)] = torch.arange(len(classes))
+    features = torch.cat([prep.test_features[i] for i in tasks])
+    labels = index[torch.cat([prep.stream.tasks[i].test_labels for i in tasks])]
+    with torch.no_grad():
+        logits = torch.cat([
+            head_logits(forward(params, features[i : i + batch_size]), head, prep.config.logit_scale, prep.center)
+            for i in range(0, len(features), batch_size)
+        ])  # fmt: skip
+    return logits, labels
 
 
 def evaluate(
@@ -232,25 +275,27 @@ def evaluate(
 ) -> tuple[list[float], float]:
     """Accuracy on each task 0..upto under the head of every class seen so far (task-agnostic), and on their
     union, in one pass over the joint test set."""
-    head, classes = _seen_head(prep, upto)
-    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
-    index[torch.tensor(classes)] = torch.arange(len(classes))
-    features = torch.cat(prep.test_features[: upto + 1])
-    labels = index[torch.cat([t.test_labels for t in prep.stream.tasks[: upto + 1]])]
-    with torch.no_grad():
-        predictions = torch.cat([
-            head_logits(forward(params, features[i : i + batch_size]), head, prep.config.logit_scale, prep.center)
-            .argmax(1) for i in range(0, len(features), batch_size)
-        ])  # fmt: skip
-    correct = (predictions == labels).float()
+    logits, labels = test_logits(prep, forward, params, range(upto + 1), batch_size=batch_size)
+    correct = (logits.argmax(1) == labels).float()
     sizes = [len(t.test_labels) for t in prep.stream.tasks[: upto + 1]]
     return [float(c.mean()) for c in correct.split(sizes)], float(correct.mean())
 
 
 def _train_task(
-    prep: Prepared, config: RunConfig, forward, start: Params, t: int | None, bar, seed: int
+    prep: Prepared,
+    config: RunConfig,
+    forward,
+    start: Params,
+    t: int | None,
+    bar,
+    seed: int,
+    *,
+    penalty: Callable[[Params], Tensor] | None = None,
+    fisher: bool = False,
 ) -> tuple[TaskModel, list[float]]:
-    """Fine-tune on task t (or, t=None, on all tasks at once for `joint`) against its frozen head."""
+    """Fine-tune on task t (or, t=None, on all tasks at once for `joint`) against its frozen head, adding
+    `penalty(params)` to the loss if given; with `fisher`, also take the diagonal Fisher of the result on a seeded
+    subsample of `config.fisher_examples` training examples."""
     tasks = range(len(prep.stream.tasks)) if t is None else [t]
     features = torch.cat([prep.train_features[i] for i in tasks])
     labels = torch.cat([prep.stream.tasks[i].train_labels for i in tasks])
@@ -263,23 +308,71 @@ def _train_task(
     steps *= len(tasks)
     bias = {prep.backbone.bias: start[prep.backbone.bias]}
     trainable = {n: v for n, v in start.items() if n != prep.backbone.bias}
+    task_forward = lambda p, x: forward({**p, **bias}, x)  # noqa: E731
+    classify = lambda z: head_logits(z, head, config.logit_scale, prep.center)  # noqa: E731
     result = fine_tune(
-        lambda p, x: forward({**p, **bias}, x), trainable, features, index[labels],
-        lambda z: head_logits(z, head, config.logit_scale, prep.center),
+        task_forward, trainable, features, index[labels], classify,
         steps=steps, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay,
         betas=(0.9, config.beta2), grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
-        cosine=config.cosine, seed=seed, progress=bar.update,
+        cosine=config.cosine, seed=seed, progress=bar.update, penalty=penalty,
     )  # fmt: skip
+    information = None
+    if fisher:
+        subset = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
+        subset = subset[: config.fisher_examples]
+        information = functional_diagonal_fisher(
+            lambda p, x: classify(task_forward(p, x)), result.params, features[subset], index[labels][subset],
+            config.fisher_kind, chunk_size=16, seed=seed,
+        )  # fmt: skip
     return TaskModel(
-        {**result.params, **bias}, result.second_moment, result.steps, result.beta2
+        {**result.params, **bias}, result.second_moment, result.steps, result.beta2, information
     ), result.losses
+
+
+@torch.no_grad()
+def features(
+    forward: Callable[..., Tensor], params: Params, inputs: Tensor, *, batch_size: int = 1024
+) -> Tensor:
+    """The model's output features on trunk features `inputs`, in batches, without gradients."""
+    return torch.cat([forward(params, inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+
+
+def fine_tune_task(
+    prep: Prepared, t: int, *, tangent: bool, config: RunConfig | None = None, start: Params | None = None
+) -> tuple[TaskModel, list[float]]:
+    """Task t's model alone, fine-tuned from `start` (θ0 by default), standard or tangent, with `config`'s
+    settings (the prepared run's by default): the unit that the analyses take apart (loss barriers, linearity,
+    Fisher against Adam's v)."""
+    config = (config or prep.config).resolve()
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=tangent)
+    with tqdm(disable=True) as bar:
+        return _train_task(
+            prep, config, forward, prep.theta0 if start is None else start, t, bar, config.seed + 1000 * t
+        )
+
+
+def task_objective(
+    prep: Prepared, t: int, *, tangent: bool
+) -> tuple[Callable[[Params, Tensor], Tensor], Tensor, Tensor]:
+    """Task t as its fine-tuning sees it: `logits(params, features)` through the top (standard or tangent around
+    θ0) and task t's frozen head, its training features, and its labels as head rows. `params` may leave out the
+    alignment bias (θ0's is used), so the Fisher of exactly the fine-tuned parameters can be taken through it."""
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=tangent)
+    bias = {prep.backbone.bias: prep.theta0[prep.backbone.bias]}
+    head, classes = head_for(prep, [t])
+    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
+    index[torch.tensor(classes)] = torch.arange(len(classes))
+
+    def logits(params: Params, x: Tensor) -> Tensor:
+        return head_logits(forward({**bias, **params}, x), head, prep.config.logit_scale, prep.center)
+
+    return logits, prep.train_features[t], index[prep.stream.tasks[t].train_labels]
 
 
 def _align(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: Params, t: int) -> Params:
     """Stage 3 on task t's training images (no labels): pull the merged model's features to the teacher's."""
     inputs = prep.train_features[t]
-    with torch.no_grad():
-        target = torch.cat([forward(teacher, inputs[i : i + 1024]) for i in range(0, len(inputs), 1024)])
+    target = features(forward, teacher, inputs)
     parameter = prep.backbone.bias if config.align_parameter == "bias" else prep.backbone.projection
     steps = config.align_steps or math.ceil(len(inputs) / config.batch_size)
     return align(
@@ -288,8 +381,34 @@ def _align(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: 
     )  # fmt: skip
 
 
-def run(config: RunConfig, prepared: Prepared | None = None, *, progress: bool = True) -> RunResult:
-    """One method on one stream: the accuracy matrix after every task, with what was carried between tasks."""
+@dataclass(frozen=True)
+class Merge:
+    """One merge inside `run`, for observers: what was carried in, the new task's model, and the result."""
+
+    task: int  # 0-based index of the task just merged
+    forward: Callable[..., Tensor]  # the run's model function (tangent or standard)
+    carried: Carried | None  # the merge rule's state before this task (None before the first)
+    task_model: TaskModel  # θ(t) and its Adam v
+    settings: MergeSettings  # the merge's settings (α, ε, bias correction)
+    merged: Params  # the merge's output, before alignment
+    aligned: Params  # the model served after the task (= merged when alignment is off)
+    teacher: Params  # what alignment pulls the features towards (θ̄(t−1) or θ(t), per align_teacher)
+
+
+Observer = Callable[[Merge], None]
+
+
+def run(
+    config: RunConfig,
+    prepared: Prepared | None = None,
+    *,
+    progress: bool = True,
+    observe: Observer | None = None,
+) -> RunResult:
+    """One method on one stream: the accuracy matrix after every task, with what was carried between tasks.
+
+    `observe`, if given, sees every merge as it happens (see `Merge`): the analyses of probes.py read the models
+    around a merge from it instead of repeating this loop."""
     config = config.resolve()
     prep = prepared if prepared is not None else prepare(config, progress=progress)
     began = time.perf_counter()
@@ -314,8 +433,16 @@ def run(config: RunConfig, prepared: Prepared | None = None, *, progress: bool =
             served = model.params
         else:
             previous = prep.theta0 if carried is None else carried["merged"]
-            start = previous if config.start == "merged" else prep.theta0
-            task, task_losses = _train_task(prep, config, forward, start, t, bar, config.seed + 1000 * t)
+            start = {"merged": previous, "pretrained": prep.theta0}.get(config.start)
+            if start is None:  # "previous": the last fine-tuned model (MagMax's sequential fine-tuning)
+                start = prep.theta0 if carried is None else carried["finetuned"]
+            penalty = None
+            if rule_name == "ewc" and carried is not None:
+                penalty = ewc_penalty(carried["merged"], carried["weight"], config.ewc_strength)
+            task, task_losses = _train_task(
+                prep, config, forward, start, t, bar, config.seed + 1000 * t,
+                penalty=penalty, fisher=rule_name in NEEDS_FISHER,
+            )  # fmt: skip
             losses.append(task_losses)
             if config.method == "individual":
                 served = task.params
@@ -323,11 +450,17 @@ def run(config: RunConfig, prepared: Prepared | None = None, *, progress: bool =
                 settings = MergeSettings(
                     theta0=prep.theta0, task_index=t + 1, alpha=config.alpha, scale=config.scale,
                     eps=config.eps if config.variant == "clean" else 0.0, bias_correct=config.variant == "clean",
+                    top_k=config.top_k, ties_scale=config.ties_scale, magmax_scale=config.magmax_scale,
+                    opcm_alpha=config.opcm_alpha,
                 )  # fmt: skip
+                before = carried
                 carried = MERGE_RULES[rule_name](carried, task, settings)
+                merged = carried["merged"]
+                teacher = previous if config.align_teacher == "previous" else task.params
                 if config.method == "holistic" and config.post and t > 0:
-                    teacher = previous if config.align_teacher == "previous" else task.params
-                    carried["merged"] = _align(prep, config, forward, carried["merged"], teacher, t)
+                    carried["merged"] = _align(prep, config, forward, merged, teacher, t)
+                if observe is not None:
+                    observe(Merge(t, forward, before, task, settings, merged, carried["merged"], teacher))
                 served = carried["merged"]
         if config.method == "individual":  # each task's own model, on its own task, under the all-class head
             accuracy, _ = evaluate(prep, forward, served, n - 1)

@@ -1,0 +1,124 @@
+"""Measurements inside a continual run: the α curve of one merge, and the features around every alignment.
+
+Both replay `pipeline.run` with an observer (`pipeline.Merge`), so they measure exactly the models a run
+produces, without a second copy of the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .align import LOSSES, feature_discrepancy
+from .errors import UserError
+from .merging import merge_interpolate, merge_v_weighted
+from .pipeline import Merge, Prepared, RunConfig, evaluate, features, prepare, run
+
+CURVE_RULES = {"v-weighted": merge_v_weighted, "interpolate": merge_interpolate}
+
+
+@dataclass
+class AlphaCurve:
+    """Accuracy of the merge of tasks 1 and 2 at each α (the new task's weight), per merge rule."""
+
+    alphas: list[float]
+    task_accuracy: dict[str, list[list[float]]]  # rule -> per α: [accuracy on task 1, on task 2]
+    joint_accuracy: dict[str, list[float]]  # rule -> per α: accuracy on both tasks' test sets
+
+
+def alpha_curve(config: RunConfig, alphas: list[float], *, progress: bool = False) -> AlphaCurve:
+    """Fine-tune tasks 1 and 2 as `run` does (stage 1 as configured), then merge them at every α with the
+    v-weighted rule and with plain interpolation. Alignment is left out: the curve is about the merge alone."""
+    if any(not 0.0 <= a <= 1.0 for a in alphas):
+        raise UserError(f"every α must lie in [0, 1], got {alphas}")
+    config = dataclasses.replace(config, method="holistic", tasks=2, during=True, post=False)
+    prep = prepare(config, progress=progress)
+    seen: list[Merge] = []
+    run(config, prep, progress=progress, observe=seen.append)
+    merge = seen[1]
+    tasks: dict[str, list[list[float]]] = {name: [] for name in CURVE_RULES}
+    joint: dict[str, list[float]] = {name: [] for name in CURVE_RULES}
+    for alpha in alphas:
+        settings = dataclasses.replace(merge.settings, alpha=alpha)
+        for name, rule in CURVE_RULES.items():
+            merged = rule(merge.carried, merge.task_model, settings)["merged"]
+            per_task, both = evaluate(prep, merge.forward, merged, 1)
+            tasks[name].append(per_task)
+            joint[name].append(both)
+    return AlphaCurve(list(alphas), tasks, joint)
+
+
+MODELS = ("previous", "merged", "aligned")  # θ̄(t−1); θ̄(t) straight from the merge; θ̄(t) after alignment
+
+
+@dataclass
+class AlignmentStep:
+    """The models around the merge of task t, measured on old tasks' and task t's test data."""
+
+    task: int  # 0-based
+    discrepancy: dict[
+        str, dict[str, dict[str, float]]
+    ]  # data -> "merged"/"aligned" -> loss -> vs the teacher
+    accuracy: dict[str, float]  # "merged"/"aligned" -> accuracy on the union of seen tasks' test sets
+    features: dict[str, dict[str, Tensor]] = field(
+        default_factory=dict
+    )  # data -> model -> features (kept only)
+    labels: dict[str, Tensor] = field(default_factory=dict)  # data -> class ids (kept only)
+
+    def reduction(self, data: str, loss: str) -> float:
+        """The fraction of the merge's discrepancy that alignment removed (negative: alignment added some)."""
+        d = self.discrepancy[data]
+        return 1.0 - d["aligned"][loss] / d["merged"][loss] if d["merged"][loss] > 0 else 0.0
+
+
+def _old_indices(n: int, limit: int) -> Tensor:
+    """At most `limit` evenly spaced indices of n (a fixed, seed-free subsample of the old tasks' data)."""
+    return torch.arange(n) if n <= limit else torch.linspace(0, n - 1, limit).round().long()
+
+
+def alignment_trace(
+    config: RunConfig,
+    prepared: Prepared | None = None,
+    *,
+    keep: tuple[int, ...] = (),
+    old_limit: int = 1000,
+    progress: bool = False,
+) -> list[AlignmentStep]:
+    """Run the holistic method and, at every merge from task 2 on, measure how far the merged model's features
+    are from the alignment teacher's before and after alignment (every loss of align.LOSSES), on old tasks' test
+    data (at most `old_limit` images) and on the new task's; and the accuracy on all seen tasks before and after.
+    Features and labels are kept for the tasks in `keep` (for a picture); the rest keeps only the numbers."""
+    config = dataclasses.replace(config, method="holistic")
+    prep = prepared if prepared is not None else prepare(config, progress=progress)
+    stream = prep.stream.tasks
+    steps: list[AlignmentStep] = []
+
+    def observe(merge: Merge) -> None:
+        t = merge.task
+        if t == 0:
+            return
+        old = _old_indices(sum(len(s.test_labels) for s in stream[:t]), old_limit)
+        data = {
+            "old": (
+                torch.cat(prep.test_features[:t])[old],
+                torch.cat([s.test_labels for s in stream[:t]])[old],
+            ),
+            "new": (prep.test_features[t], stream[t].test_labels),
+        }
+        models = {"previous": merge.carried["merged"], "merged": merge.merged, "aligned": merge.aligned}
+        step = AlignmentStep(t, {}, {m: evaluate(prep, merge.forward, models[m], t)[1] for m in MODELS[1:]})
+        for name, (inputs, labels) in data.items():
+            out = {m: features(merge.forward, p, inputs) for m, p in models.items()}
+            target = features(merge.forward, merge.teacher, inputs)
+            step.discrepancy[name] = {
+                m: {loss: feature_discrepancy(out[m], target, loss) for loss in LOSSES} for m in MODELS[1:]
+            }
+            if t in keep:
+                step.features[name], step.labels[name] = out, labels
+        steps.append(step)
+
+    run(config, prep, progress=progress, observe=observe)
+    return steps

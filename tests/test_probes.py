@@ -1,0 +1,53 @@
+"""probes: the α curve and the alignment trace measure the very models `pipeline.run` produces."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+from conftest import small_config
+
+from holomerge_lab.errors import UserError
+from holomerge_lab.pipeline import run
+from holomerge_lab.probes import _old_indices, alignment_trace, alpha_curve
+
+
+def test_alpha_curve_endpoints_agree_and_the_middle_is_the_runs_merge():
+    config = small_config(alpha=0.5)
+    curve = alpha_curve(config, [0.0, 0.5, 1.0])
+    v, plain = curve.task_accuracy["v-weighted"], curve.task_accuracy["interpolate"]
+    assert v[0] == plain[0] and v[2] == plain[2]  # α=0: θ(1); α=1: θ(2), whatever the weights
+    reference = run(dataclasses.replace(config, tasks=2, post=False), progress=False)
+    np.testing.assert_allclose(v[1], reference.acc_matrix[1], atol=1e-6)
+    assert curve.joint_accuracy["v-weighted"][1] == pytest.approx(reference.joint_accuracy[1], abs=1e-6)
+    with pytest.raises(UserError, match="α"):
+        alpha_curve(config, [1.5])
+
+
+def test_alignment_trace_measures_the_runs_models(small_prepared):
+    config = small_config(align_steps=5)
+    steps = alignment_trace(config, small_prepared, keep=(2,))
+    assert [s.task for s in steps] == [1, 2]
+    assert steps[0].features == {} and set(steps[1].features) == {"old", "new"}
+    reference = run(config, small_prepared, progress=False)
+    assert [s.accuracy["aligned"] for s in steps] == pytest.approx(reference.joint_accuracy[1:], abs=1e-6)
+    kept = steps[1]
+    for data in ("old", "new"):
+        out = kept.features[data]
+        assert len(out["merged"]) == len(kept.labels[data])
+        for model in ("merged", "aligned"):  # the teacher is the previous merged model (the default)
+            expected = float(F.mse_loss(out[model], out["previous"]))
+            assert kept.discrepancy[data][model]["mse"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_without_alignment_nothing_is_removed(small_prepared):
+    steps = alignment_trace(small_config(post=False), small_prepared)
+    for step in steps:
+        assert step.discrepancy["new"]["aligned"] == step.discrepancy["new"]["merged"]
+        assert step.reduction("old", "mse") == 0.0
+        assert step.accuracy["aligned"] == step.accuracy["merged"]
+
+
+def test_old_data_subsample_is_even_and_bounded():
+    assert _old_indices(5, 10).tolist() == [0, 1, 2, 3, 4]
+    assert _old_indices(101, 5).tolist() == [0, 25, 50, 75, 100]
