@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--no-{stage}", action="store_true", help=f"switch stage '{stage}' off (holistic)")
     _add_run_options(run)
     compare = commands.add_parser("compare", help="several methods on one stream, one table")
-    compare.add_argument("--methods", nargs="+", help="methods to compare, or 'all' (default: all)")
+    compare.add_argument(
+        "--methods",
+        nargs="+",
+        help="methods to compare, or 'all' for every method (default: the core baselines and holistic)",
+    )
     _add_run_options(compare)
     commands.add_parser("list", help="the streams, methods, backbones and presets")
     return parser
@@ -102,14 +106,16 @@ def _save(results, args: argparse.Namespace, command: str) -> None:
 
 
 def _run(args: argparse.Namespace, command: str) -> None:
-    from .pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+    from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
 
     config = _config(args)
     if args.command == "run":
         configs = [config]
     else:
-        methods = DEFAULT_METHODS if not args.methods or args.methods == ["all"] else args.methods
+        methods = args.methods or DEFAULT_METHODS
+        if methods == ["all"]:
+            methods = list(METHODS)
         configs = compare_configs(config, methods)
         for c in configs:
             c.resolve()

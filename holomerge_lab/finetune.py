@@ -82,11 +82,13 @@ def fine_tune(
     cosine: bool = False,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    penalty: Callable[[dict[str, Tensor]], Tensor] | None = None,
 ) -> FineTuneResult:
     """Train `start` (a copy of it) for `steps` AdamW steps of cross-entropy on `classify(forward(params, x))`.
 
     `forward` decides standard vs tangent fine-tuning (linearize.forward_fn); `classify` is the frozen head over
     the current task's classes, `labels` index its rows. A fresh optimizer per task, as in the authors' code.
+    `penalty(params)`, if given, is added to the loss (e.g. `ewc_penalty`); the recorded losses include it.
     """
     params = {name: value.detach().clone().requires_grad_(True) for name, value in start.items()}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, betas=betas, weight_decay=weight_decay)
@@ -96,6 +98,8 @@ def fine_tune(
     losses = []
     for step, batch in enumerate(batches(len(inputs), batch_size, steps, seed)):
         loss = F.cross_entropy(classify(forward(params, inputs[batch])), labels[batch])
+        if penalty is not None:
+            loss = loss + penalty(params)
         if not torch.isfinite(loss):
             raise UserError(
                 f"fine-tuning diverged at step {step} (loss {loss.item()}); lower the learning rate "
@@ -117,3 +121,15 @@ def fine_tune(
         beta2=betas[1],
         losses=losses,
     )
+
+
+def ewc_penalty(
+    anchor: Mapping[str, Tensor], fisher: Mapping[str, Tensor], strength: float
+) -> Callable[[Mapping[str, Tensor]], Tensor]:
+    """Elastic weight consolidation (Kirkpatrick et al. 2017): λ/2 · Σ F̄ ⊙ (θ − θ*)², summed over the parameters
+    that have a Fisher. It keeps θ near the previous model θ* where the old tasks' Fisher F̄ says θ mattered."""
+
+    def penalty(params: Mapping[str, Tensor]) -> Tensor:
+        return 0.5 * strength * sum(((params[k] - anchor[k]).square() * fisher[k]).sum() for k in fisher)
+
+    return penalty

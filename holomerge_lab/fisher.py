@@ -12,6 +12,8 @@ so it scales with batch size and the learning-rate schedule. Notebook 03 puts th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
@@ -32,16 +34,43 @@ def diagonal_fisher(
 ) -> dict[str, Tensor]:
     """Mean over examples of squared per-example gradients of log p, for `model`'s trainable parameters.
 
-    `model(inputs)` must return logits. Per-example gradients come from `torch.func.vmap`, in chunks so that
-    memory stays at chunk_size × (classes for "true") × parameters.
+    `model(inputs)` must return logits. See `functional_diagonal_fisher` for the computation.
+    """
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    return functional_diagonal_fisher(
+        lambda p, x: functional_call(model, p, (x,)),
+        params,
+        inputs,
+        labels,
+        kind,
+        chunk_size=chunk_size,
+        seed=seed,
+    )
+
+
+def functional_diagonal_fisher(
+    logits: Callable[[dict[str, Tensor], Tensor], Tensor],
+    params: Mapping[str, Tensor],
+    inputs: Tensor,
+    labels: Tensor | None = None,
+    kind: str = "true",
+    *,
+    chunk_size: int = 64,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """The diagonal Fisher of `logits(params, x)` (a batch of logits) with respect to `params`.
+
+    The functional form lets the pipeline take the Fisher of a fine-tuned parameter dict through the backbone's top
+    and a frozen head without building a module for it. Per-example gradients come from `torch.func.vmap`, in
+    chunks so that memory stays at chunk_size × (classes for "true") × parameters.
     """
     check_choice("Fisher kind", kind, KINDS)
     if kind == "empirical" and labels is None:
         raise ValueError("the empirical Fisher needs the data's labels: pass labels=")
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    params = {n: p.detach() for n, p in params.items()}
 
     def log_probs(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return torch.log_softmax(functional_call(model, p, (x.unsqueeze(0),)).squeeze(0), dim=-1)
+        return torch.log_softmax(logits(p, x.unsqueeze(0)).squeeze(0), dim=-1)
 
     def true_fisher(p: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
         probs = log_probs(p, x).exp().detach()
@@ -61,7 +90,7 @@ def diagonal_fisher(
         else:
             if kind == "sampled":
                 with torch.no_grad():
-                    probs = torch.softmax(functional_call(model, params, (x,)), dim=-1)
+                    probs = torch.softmax(logits(params, x), dim=-1)
                 y = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             else:
                 y = labels[start : start + chunk_size]

@@ -32,6 +32,7 @@ class TaskModel:
     second_moment: Params  # Adam's v(t), raw
     steps: int
     beta2: float
+    fisher: Params | None = None  # diagonal Fisher at θ(t), computed only for rules in NEEDS_FISHER
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,11 @@ class MergeSettings:
     scale: float = 0.3  # λ of task arithmetic
     eps: float = 0.0  # added to both merge weights ("clean" variant); 0 = the authors' rule
     bias_correct: bool = False  # divide v by (1 − β2^k) ("clean" variant)
+    top_k: float = 0.2  # TIES: fraction of each task vector's entries kept (the paper's k = 20 %)
+    ties_scale: float = 1.0  # TIES: λ on the disjoint mean (already one task vector's scale)
+    magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector (the authors' released code)
+    opcm_alpha: float = 0.5  # OPCM: singular-value mass that defines the kept subspace (FusionBench default)
+    fisher_floor: float = 1e-6  # Fisher merging: added to every weight (FusionBench's minimal_fisher_weight)
 
 
 def interpolate(prev: Mapping[str, Tensor], new: Mapping[str, Tensor], alpha: float) -> Params:
@@ -130,6 +136,156 @@ def merge_sequential(carried: Carried | None, task: TaskModel, settings: MergeSe
     return {"merged": dict(task.params)}
 
 
+def _flat(params: Mapping[str, Tensor]) -> Tensor:
+    return torch.cat([params[k].flatten() for k in sorted(params)])
+
+
+def _unflat(vector: Tensor, like: Mapping[str, Tensor]) -> Params:
+    sizes = [like[k].numel() for k in sorted(like)]
+    return {k: v.view_as(like[k]) for k, v in zip(sorted(like), vector.split(sizes), strict=True)}
+
+
+def ties_merge(task_vectors: Tensor, top_k: float) -> Tensor:
+    """TIES-merging (Yadav et al. 2023) of task vectors stacked as rows [T, d]:
+
+    1. trim: keep the entries of each row whose |τ| is at least its (d − ⌊k·d⌋)-th smallest (the top k, ties kept);
+    2. elect: γ = sign(Σ_t trimmed τ_t); a zero γ takes the sign of Σ γ (FusionBench's "majority");
+    3. disjoint mean: average, per coordinate, the trimmed entries whose sign agrees with γ (none: 0).
+    """
+    if not 0.0 < top_k < 1.0:
+        raise UserError(f"TIES top_k must be a fraction in (0, 1), got {top_k}")
+    d = task_vectors.shape[1]
+    magnitude = task_vectors.abs()
+    threshold = magnitude.kthvalue(max(1, d - int(d * top_k)), dim=1, keepdim=True).values
+    trimmed = task_vectors * (magnitude >= threshold)
+    sign = torch.sign(trimmed.sum(0))
+    sign[sign == 0] = torch.sign(sign.sum())
+    agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
+    return (trimmed * agree).sum(0) / agree.sum(0).clamp_min(1)
+
+
+def merge_ties(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """TIES as a continual method: θ̄(t) = θ0 + λ·TIES(τ(1..t)). Trimming and sign election need every task
+    vector, so it carries all of them: O(T) bytes (plus θ̄)."""
+    vectors = dict(carried["task_vectors"]) if carried else {}
+    vectors[str(settings.task_index)] = _flat({k: task.params[k] - settings.theta0[k] for k in task.params})
+    merged_vector = ties_merge(torch.stack(list(vectors.values())), settings.top_k)
+    theta0 = {k: settings.theta0[k] for k in task.params}
+    update = _unflat(settings.ties_scale * merged_vector, theta0)
+    return {"merged": {k: theta0[k] + update[k] for k in theta0}, "task_vectors": vectors}
+
+
+def magmax_select(running: Mapping[str, Tensor], new: Mapping[str, Tensor]) -> Params:
+    """MagMax's element-wise choice: the entry of larger |τ|; on equal magnitude the later task (`new`) wins."""
+    return {k: torch.where(new[k].abs() >= running[k].abs(), new[k], running[k]) for k in running}
+
+
+def merge_magmax(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """MagMax (Marczak et al. 2024): τ_max[j] = τ_{argmax_t |τ_t[j]|}[j], θ̄ = θ0 + λ·τ_max, with tasks fine-tuned
+    sequentially (each starts from the previous fine-tuned model, so τ(t) = θ(t) − θ0 accumulates).
+    Carries the running τ_max and the last fine-tuned model it continues from: Θ(1)."""
+    new = {k: task.params[k] - settings.theta0[k] for k in task.params}
+    tau = new if carried is None else magmax_select(carried["task_vector"], new)
+    merged = {k: settings.theta0[k] + settings.magmax_scale * tau[k] for k in tau}
+    return {"merged": merged, "task_vector": tau, "finetuned": dict(task.params)}
+
+
+def fisher_merge_weight(fisher: Mapping[str, Tensor], floor: float) -> Params:
+    """FusionBench's Fisher-merging weight of one model: (F + m) / (‖F‖ + m), ‖F‖ the L2 norm over all its
+    parameters, m the floor (it keeps never-reached coordinates from a 0/0 and evens out models' Fisher scales)."""
+    norm = torch.linalg.vector_norm(_flat(fisher))
+    return {k: (v + floor) / (norm + floor) for k, v in fisher.items()}
+
+
+def merge_fisher(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """Fisher merging (Matena & Raffel 2022): θ̄ = Σ_i w_i ⊙ θ_i / Σ_i w_i, w_i = `fisher_merge_weight(F_i)`.
+
+    Continually it is the holistic recursion with α = 1/t on the running mean F̄ of the weights (exact, not an
+    approximation), so it carries θ̄ and F̄: Θ(1). F_i is the diagonal Fisher at θ_i: the *true* Fisher (labels
+    from the model's own predictive distribution, the default) or the *empirical* Fisher (the data's labels),
+    which the literature often calls "the Fisher" but which is only a Fisher where the model fits the data.
+    """
+    if task.fisher is None:
+        raise UserError(
+            "the fisher rule needs the task's Fisher: compute it after fine-tuning (TaskModel.fisher)"
+        )
+    weight = fisher_merge_weight(task.fisher, settings.fisher_floor)
+    if carried is None:
+        return {"merged": dict(task.params), "weight": weight}
+    merged, carried_weight = fisher_weighted_merge(
+        carried["merged"], task.params, carried["weight"], weight, 1.0 / settings.task_index
+    )
+    return {"merged": merged, "weight": carried_weight}
+
+
+def _as_matrix(tensor: Tensor) -> Tensor | None:
+    """A linear map's weight as [out, in]: 2-D weights and 1×1 convolutions; None for anything else."""
+    if tensor.ndim == 2:
+        return tensor
+    if tensor.ndim == 4 and tensor.shape[2:] == (1, 1):
+        return tensor.flatten(1)
+    return None
+
+
+def opcm_project(merged_vector: Tensor, task_vector: Tensor, alpha: float) -> tuple[Tensor, int]:
+    """OPCM's projection of a matrix task vector τ against the merged task vector τ̄ = U S Vᵀ (full SVD):
+
+        P = Uᵀ τ V;  P_ii = 0 for every i;  P[:r, :r] = 0, r = the first index where cumsum(S)/ΣS > α;
+        τ_⊥ = U P Vᵀ
+
+    so τ_⊥ has no component on any u_i v_iᵀ (it is Frobenius-orthogonal to τ̄) nor in the top-r block of τ̄'s
+    subspace. Returns (τ_⊥, r). A zero τ̄ has no subspace: τ is returned whole.
+    """
+    u, s, vh = torch.linalg.svd(merged_vector, full_matrices=True)
+    if s.sum() == 0:
+        return task_vector, 0
+    rank = int((s.cumsum(0) / s.sum() > alpha).float().argmax())
+    projected = u.T @ task_vector @ vh.T
+    projected.diagonal().zero_()
+    projected[:rank, :rank] = 0
+    return u @ projected @ vh, rank
+
+
+def merge_opcm(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """Orthogonal projection continual merging (Tang et al. 2025), as in FusionBench's `opcm`:
+
+        S(t) = λ(t−1)·τ̄(t−1) + τ_⊥(t)   (τ_⊥ = `opcm_project` for weight matrices, τ(t) itself otherwise)
+        λ(t) = ‖S(t)‖ / mean_i ‖τ(i)‖,   θ̄(t) = θ0 + S(t) / λ(t)
+
+    so the merged task vector keeps the average task-vector norm. Carries θ̄, λ and the running mean norm: Θ(1).
+    """
+    tau = {k: task.params[k] - settings.theta0[k] for k in task.params}
+    norm = torch.linalg.vector_norm(_flat(tau))
+    if carried is None:
+        scalars = {"lambda": torch.ones(()), "mean_norm": norm}
+        return {"merged": dict(task.params), "scalars": scalars}
+    lam, mean_norm = carried["scalars"]["lambda"], carried["scalars"]["mean_norm"]
+    mean_norm = mean_norm + (norm - mean_norm) / settings.task_index
+    total = {}
+    for k, new in tau.items():
+        previous = carried["merged"][k] - settings.theta0[k]
+        matrix, new_matrix = _as_matrix(previous), _as_matrix(new)
+        cleaned = (
+            new if matrix is None else opcm_project(matrix, new_matrix, settings.opcm_alpha)[0].view_as(new)
+        )
+        total[k] = lam * previous + cleaned
+    lam = torch.linalg.vector_norm(_flat(total)) / mean_norm
+    merged = {k: settings.theta0[k] + v / lam for k, v in total.items()}
+    return {"merged": merged, "scalars": {"lambda": lam, "mean_norm": mean_norm}}
+
+
+def merge_ewc(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """Elastic weight consolidation's bookkeeping, not a merge: the model served is θ(t), trained from θ(t−1)
+    under the penalty λ/2 · Σ F̄ ⊙ (θ − θ(t−1))² (finetune.ewc_penalty). F̄(t) = F̄(t−1) + F(t), one accumulated
+    diagonal Fisher (online EWC, γ = 1). Carries θ(t) and F̄: Θ(1)."""
+    if task.fisher is None:
+        raise UserError(
+            "the ewc rule needs the task's Fisher: compute it after fine-tuning (TaskModel.fisher)"
+        )
+    weight = task.fisher if carried is None else {k: carried["weight"][k] + v for k, v in task.fisher.items()}
+    return {"merged": dict(task.params), "weight": dict(weight)}
+
+
 MergeRule = Callable[[Carried | None, TaskModel, MergeSettings], Carried]
 
 MERGE_RULES: dict[str, MergeRule] = {
@@ -138,4 +294,11 @@ MERGE_RULES: dict[str, MergeRule] = {
     "average": merge_average,
     "task-arithmetic": merge_task_arithmetic,
     "sequential": merge_sequential,
+    "ties": merge_ties,
+    "magmax": merge_magmax,
+    "fisher": merge_fisher,
+    "opcm": merge_opcm,
+    "ewc": merge_ewc,
 }
+
+NEEDS_FISHER = frozenset({"fisher", "ewc"})  # rules that read TaskModel.fisher

@@ -75,6 +75,7 @@ def results_table(results: Sequence[RunResult]) -> list[dict]:
             "forgetting": round(r.forgetting, 4),
             "joint acc": round(r.joint_accuracy[-1], 4),
             "bytes carried": r.state_bytes[-1],
+            "Θ(1)?": "yes" if len(set(r.state_bytes)) == 1 else "no",  # constant across tasks, as measured
             "seconds": round(r.seconds, 1),
         }  # fmt: skip
         for r in results
