@@ -1,0 +1,72 @@
+"""Comparing two per-parameter importance estimates (true / sampled / empirical Fisher, Adam's v), layer by layer.
+
+A merge weighted by importance only cares which coordinates matter *more* than others within a layer (the weights
+enter as a ratio), so the comparisons are scale-free: rank correlation, cosine, and the overlap of the top-k
+coordinates. A raw-scale gap (v is an EMA of squared *mini-batch mean* gradients, the Fisher a mean of squared
+*per-example* gradients) is reported separately as the ratio of means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+def ranks(values: Tensor) -> Tensor:
+    """1-based ranks of a flat tensor, ties given their average rank (as Spearman's ρ needs: many v and Fisher
+    entries are exactly 0, for units no gradient reached)."""
+    values = values.flatten().double()
+    order = values.argsort()
+    sorted_values = values[order]
+    _, inverse, counts = torch.unique_consecutive(sorted_values, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()  # 1-based position of each tie group's last member
+    average = last - (counts.double() - 1) / 2
+    result = torch.empty_like(values)
+    result[order] = average[inverse]
+    return result
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the (tie-averaged) ranks. NaN if either is constant."""
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = ra.norm() * rb.norm()
+    return float(ra @ rb / denominator) if denominator > 0 else float("nan")
+
+
+def cosine(a: Tensor, b: Tensor) -> float:
+    """Cosine of the angle between the two flattened tensors."""
+    a, b = a.flatten().double(), b.flatten().double()
+    denominator = a.norm() * b.norm()
+    return float(a @ b / denominator) if denominator > 0 else float("nan")
+
+
+def top_k_overlap(a: Tensor, b: Tensor, fraction: float = 0.01) -> float:
+    """|top-k(a) ∩ top-k(b)| / k with k = ⌈fraction · size⌉: do both call the same coordinates most important?
+    Chance level is about `fraction`."""
+    a, b = a.flatten(), b.flatten()
+    k = max(1, int(torch.tensor(fraction * a.numel()).ceil()))
+    top_a = torch.zeros(a.numel(), dtype=torch.bool)
+    top_a[a.topk(k).indices] = True
+    return float(top_a[b.topk(k).indices].sum()) / k
+
+
+def compare_importances(
+    a: Mapping[str, Tensor], b: Mapping[str, Tensor], *, fraction: float = 0.01
+) -> list[dict[str, float | str]]:
+    """One row per parameter present in both: Spearman ρ, cosine, top-k overlap, and mean(a) / mean(b)."""
+    rows = []
+    for name in a:
+        if name not in b:
+            continue
+        mean_b = float(b[name].double().mean())
+        rows.append({
+            "parameter": name,
+            "spearman": spearman(a[name], b[name]),
+            "cosine": cosine(a[name], b[name]),
+            "top-k overlap": top_k_overlap(a[name], b[name], fraction),
+            "scale ratio": float(a[name].double().mean()) / mean_b if mean_b > 0 else float("nan"),
+        })  # fmt: skip
+    return rows

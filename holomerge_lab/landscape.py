@@ -1,0 +1,118 @@
+"""The loss landscape between task models: interpolation paths, barrier heights, weight-disentanglement maps.
+
+Two fine-tuned models θa, θb (both from θ0) are joined by the straight path θ(α) = (1 − α)·θa + α·θb. If the
+loss along it rises above the chord between its ends, merging them by averaging lands on a hill: the *barrier*.
+Weight disentanglement (Ortiz-Jimenez et al., 2023) asks the same question of task vectors τ_t = θ_t − θ0:
+
+    ξ(α1, α2) = Σ_t E_{x ∈ D_t} [ pred(x; θ0 + α_t·τ_t) ≠ pred(x; θ0 + α1·τ1 + α2·τ2) ]
+
+0 means adding the other task's vector never changes a task's predictions: the two tasks live in separate
+directions of weight space. The pure functions take callables; `pair_path` and `disentanglement` bind them to a
+prepared run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .merging import Params, interpolate
+from .pipeline import Prepared, test_logits
+
+
+def barrier_height(
+    alphas: Sequence[float], values: Sequence[float], *, higher_is_better: bool = False
+) -> float:
+    """max over the path of how far `values` fall on the wrong side of the chord between the two ends.
+
+    Losses (lower is better): max_α [L(α) − ((1 − α)·L(0) + α·L(1))] (Frankle et al., 2020). Accuracies: the same
+    with the sign flipped. Never negative: the ends themselves sit on the chord."""
+    a, v = np.asarray(alphas, dtype=float), np.asarray(values, dtype=float)
+    chord = (1 - a) * v[0] + a * v[-1]
+    gap = chord - v if higher_is_better else v - chord
+    return float(max(0.0, gap.max()))
+
+
+def task_vector(theta: Mapping[str, Tensor], theta0: Mapping[str, Tensor]) -> Params:
+    """τ = θ − θ0: what fine-tuning added to the pre-trained weights."""
+    return {k: theta[k] - theta0[k] for k in theta0}
+
+
+def add_task_vectors(
+    theta0: Mapping[str, Tensor], vectors: Sequence[Mapping[str, Tensor]], coefficients: Sequence[float]
+) -> Params:
+    """θ0 + Σ_t α_t·τ_t."""
+    return {k: theta0[k] + sum(c * v[k] for c, v in zip(coefficients, vectors, strict=True)) for k in theta0}
+
+
+def disentanglement_error(
+    predict: Callable[[int, Params], Tensor],
+    theta0: Mapping[str, Tensor],
+    vectors: Sequence[Mapping[str, Tensor]],
+    coefficients: Sequence[float],
+) -> float:
+    """ξ(α1, …): Σ_t the fraction of task t's examples whose prediction under θ0 + α_t·τ_t changes when every
+    task vector is added. `predict(t, params)` returns the predicted labels on task t's data."""
+    combined = add_task_vectors(theta0, vectors, coefficients)
+    error = 0.0
+    for t, (vector, alpha) in enumerate(zip(vectors, coefficients, strict=True)):
+        alone = predict(t, add_task_vectors(theta0, [vector], [alpha]))
+        error += float((predict(t, combined) != alone).float().mean())
+    return error
+
+
+def disentanglement_map(
+    predict: Callable[[int, Params], Tensor],
+    theta0: Mapping[str, Tensor],
+    theta_1: Mapping[str, Tensor],
+    theta_2: Mapping[str, Tensor],
+    alphas: Sequence[float],
+) -> np.ndarray:
+    """ξ over a grid: entry [i, j] is ξ(α1 = alphas[i], α2 = alphas[j]) for the task vectors of θ_1 and θ_2."""
+    vectors = [task_vector(theta_1, theta0), task_vector(theta_2, theta0)]
+    return np.array(
+        [[disentanglement_error(predict, theta0, vectors, [a1, a2]) for a2 in alphas] for a1 in alphas]
+    )
+
+
+def pair_path(
+    prep: Prepared,
+    forward: Callable[..., Tensor],
+    theta_a: Params,
+    theta_b: Params,
+    tasks: Sequence[int],
+    alphas: Sequence[float],
+) -> dict[str, list[float]]:
+    """Loss and accuracy along (1 − α)·θa + α·θb, on the joint test set of `tasks` under the head of all their
+    classes (task-agnostic, as the continual evaluation), and the accuracy on each task alone."""
+    path: dict[str, list[float]] = {"alpha": [float(a) for a in alphas], "loss": [], "accuracy": []}
+    path.update({f"accuracy task {t + 1}": [] for t in tasks})
+    sizes = [len(prep.stream.tasks[t].test_labels) for t in tasks]
+    for alpha in alphas:
+        logits, labels = test_logits(prep, forward, interpolate(theta_a, theta_b, float(alpha)), tasks)
+        correct = (logits.argmax(1) == labels).float()
+        path["loss"].append(float(F.cross_entropy(logits, labels)))
+        path["accuracy"].append(float(correct.mean()))
+        for t, part in zip(tasks, correct.split(sizes), strict=True):
+            path[f"accuracy task {t + 1}"].append(float(part.mean()))
+    return path
+
+
+def task_predictor(prep: Prepared, forward: Callable[..., Tensor], tasks: Sequence[int]) -> Callable:
+    """`predict(i, params)`: predictions on the test data of tasks[i] under that task's own head, as in the
+    disentanglement definition (each task is judged by its own classifier)."""
+
+    def predict(i: int, params: Params) -> Tensor:
+        logits, _ = test_logits(prep, forward, params, [tasks[i]])
+        return logits.argmax(1)
+
+    return predict
+
+
+def straight_path(steps: int) -> list[float]:
+    """`steps` evenly spaced α in [0, 1], both ends included."""
+    return torch.linspace(0, 1, max(2, steps)).tolist()

@@ -1,0 +1,84 @@
+"""How linear is the real network, and what does its tangent space look like?
+
+- `linearity_gap`: f(x; θ) against its Taylor expansion f_lin(x; θ) around θ0 at the same θ. Near θ0 they agree;
+  the gap grows as fine-tuning moves θ away. Tangent fine-tuning trains f_lin itself, so for it the gap is the
+  price of the approximation, not an error.
+- `empirical_ntk`: Θ(x, x') = Σ_c ⟨∂f_c(x)/∂θ, ∂f_c(x')/∂θ⟩ at θ0, the kernel that f_lin's training follows.
+- `step_seconds`: the time of one training step, to compare a tangent step (forward + jvp) with a plain one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import jacrev, vmap
+
+Params = dict[str, Tensor]
+Forward = Callable[..., Tensor]  # (params, inputs) -> outputs
+
+
+def linearity_gap(
+    forward: Forward,
+    forward_lin: Forward,
+    theta0: Mapping[str, Tensor],
+    theta: Mapping[str, Tensor],
+    inputs: Tensor,
+) -> dict[str, float]:
+    """Distances at θ between the network and its linearization around θ0, averaged over `inputs`:
+
+    - weight_distance: ‖θ − θ0‖ (all parameters together)
+    - change: E‖f(x; θ) − f(x; θ0)‖, how far fine-tuning moved the outputs
+    - gap: E‖f(x; θ) − f_lin(x; θ)‖, the part of that move the linear model misses
+    - relative_gap: gap / change (0: perfectly linear; ~1: the linear model misses the move entirely)
+    """
+    with torch.no_grad():
+        f0 = forward(dict(theta0), inputs)
+        f = forward(dict(theta), inputs)
+        f_lin = forward_lin(dict(theta), inputs)
+    change = float((f - f0).norm(dim=-1).mean())
+    gap = float((f - f_lin).norm(dim=-1).mean())
+    weight_distance = float(torch.sqrt(sum((theta[k] - theta0[k]).square().sum() for k in theta0)))
+    return {
+        "weight_distance": weight_distance,
+        "change": change,
+        "gap": gap,
+        "relative_gap": gap / change if change > 0 else 0.0,
+    }
+
+
+def empirical_ntk(forward: Forward, params: Mapping[str, Tensor], inputs: Tensor) -> Tensor:
+    """[N, N] empirical neural tangent kernel of `forward(params, x)` (outputs [B, C]) at `params`, traced over
+    the C outputs: Θ[i, j] = Σ_c Σ_θ ∂f_c(x_i)/∂θ · ∂f_c(x_j)/∂θ. Memory is N × C × parameters: keep N and C small."""
+    params = {k: v.detach() for k, v in params.items()}
+
+    def one(p: Params, x: Tensor) -> Tensor:
+        return forward(p, x.unsqueeze(0)).squeeze(0)
+
+    jac = vmap(jacrev(one), in_dims=(None, 0))(params, inputs)  # name -> [N, C, *shape]
+    flat = torch.cat([j.flatten(2) for j in jac.values()], dim=2)  # [N, C, P]
+    return torch.einsum("icp,jcp->ij", flat, flat)
+
+
+def step_seconds(
+    forward: Forward,
+    params: Mapping[str, Tensor],
+    inputs: Tensor,
+    labels: Tensor,
+    classify: Callable[[Tensor], Tensor],
+    *,
+    repeats: int = 5,
+) -> float:
+    """Median wall time of one training step's forward and backward (cross-entropy on `classify(forward(…))`),
+    after one warm-up step. The optimizer update is left out: it costs the same for both models."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    times = []
+    for _ in range(repeats + 1):
+        began = time.perf_counter()
+        loss = F.cross_entropy(classify(forward(params, inputs)), labels)
+        torch.autograd.grad(loss, list(params.values()))
+        times.append(time.perf_counter() - began)
+    return float(torch.tensor(times[1:]).median())

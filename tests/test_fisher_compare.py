@@ -1,0 +1,62 @@
+"""Importance comparisons against scipy / plain Python; the task objective against the pipeline's fine-tuning."""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from holomerge_lab.finetune import fine_tune
+from holomerge_lab.fisher_compare import compare_importances, cosine, ranks, spearman, top_k_overlap
+from holomerge_lab.pipeline import fine_tune_task, task_objective
+
+
+def test_spearman_with_ties_matches_scipy():
+    torch.manual_seed(0)
+    a = torch.randn(200).clamp_min(0)  # about half exact zeros: ties, as dead units give
+    b = a + 0.5 * torch.rand(200) * (torch.rand(200) > 0.3)
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a.numpy(), b.numpy()).statistic, abs=1e-10)
+    assert torch.allclose(
+        ranks(torch.tensor([3.0, 1.0, 3.0, 2.0])), torch.tensor([3.5, 1.0, 3.5, 2.0]).double()
+    )
+    assert math.isnan(spearman(torch.ones(5), torch.arange(5.0)))
+
+
+def test_cosine_matches_torch():
+    a, b = torch.randn(3, 7), torch.randn(3, 7)
+    assert cosine(a, b) == pytest.approx(
+        float(torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), 0)), abs=1e-6
+    )
+
+
+def test_top_k_overlap_matches_sets():
+    torch.manual_seed(0)
+    a, b = torch.randn(1000), torch.randn(1000)
+    k = 50
+    expected = len(set(a.argsort()[-k:].tolist()) & set(b.argsort()[-k:].tolist())) / k
+    assert top_k_overlap(a, b, 0.05) == pytest.approx(expected)
+    assert top_k_overlap(a, a, 0.05) == 1.0
+
+
+def test_compare_importances_rows():
+    a = {"x": torch.rand(10, 3), "y": torch.rand(4)}
+    rows = compare_importances(a, {"x": 2 * a["x"]}, fraction=0.2)
+    assert [r["parameter"] for r in rows] == ["x"]
+    assert rows[0]["spearman"] == pytest.approx(1.0) and rows[0]["cosine"] == pytest.approx(1.0)
+    assert rows[0]["top-k overlap"] == 1.0 and rows[0]["scale ratio"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("tangent", [False, True])
+def test_task_objective_reproduces_fine_tune_task(small_prepared, tangent):
+    prep = small_prepared
+    model, losses = fine_tune_task(prep, 1, tangent=tangent)
+    logits, inputs, rows = task_objective(prep, 1, tangent=tangent)
+    config = prep.config.resolve()
+    start = {k: v for k, v in prep.theta0.items() if k != prep.backbone.bias}
+    again = fine_tune(
+        logits, start, inputs, rows, lambda z: z, steps=config.steps, lr=config.lr, batch_size=config.batch_size,
+        seed=config.seed + 1000,
+    )  # fmt: skip
+    assert again.losses == pytest.approx(losses)
+    for k, v in again.params.items():
+        assert torch.allclose(v, model.params[k], atol=1e-6)

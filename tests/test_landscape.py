@@ -1,0 +1,97 @@
+"""Barriers, task-vector sums and the disentanglement error against hand computations; paths on a real run."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from holomerge_lab import landscape
+from holomerge_lab.linearize import forward_fn
+from holomerge_lab.pipeline import evaluate, fine_tune_task
+
+
+def test_barrier_height_by_hand():
+    assert landscape.barrier_height([0, 0.5, 1], [1.0, 3.0, 2.0]) == pytest.approx(1.5)  # 3 − chord 1.5
+    assert landscape.barrier_height([0, 0.5, 1], [0.9, 0.5, 0.7], higher_is_better=True) == pytest.approx(0.3)
+    assert landscape.barrier_height([0, 0.5, 1], [1.0, 0.2, 2.0]) == 0.0  # below the chord: no barrier
+
+
+def test_add_task_vectors_by_hand():
+    theta0 = {"w": torch.tensor([1.0, 2.0])}
+    t1, t2 = {"w": torch.tensor([3.0, 2.0])}, {"w": torch.tensor([1.0, 6.0])}
+    vectors = [landscape.task_vector(t1, theta0), landscape.task_vector(t2, theta0)]
+    combined = landscape.add_task_vectors(theta0, vectors, [0.5, 0.25])
+    assert torch.allclose(combined["w"], torch.tensor([1.0 + 0.5 * 2.0, 2.0 + 0.25 * 4.0]))
+
+
+def _sign_predict(datasets):
+    return lambda t, p: (datasets[t] @ p["w"] > 0).long()
+
+
+def test_disentanglement_zero_when_task_vectors_touch_disjoint_inputs():
+    torch.manual_seed(0)
+    x1 = torch.cat([torch.randn(50, 2), torch.zeros(50, 2)], 1)  # task 1 uses inputs 0-1 only
+    x2 = torch.cat([torch.zeros(50, 2), torch.randn(50, 2)], 1)  # task 2 uses inputs 2-3 only
+    theta0 = {"w": torch.randn(4)}
+    theta1 = {"w": theta0["w"] + torch.tensor([3.0, -2.0, 0.0, 0.0])}
+    theta2 = {"w": theta0["w"] + torch.tensor([0.0, 0.0, -4.0, 1.0])}
+    grid = landscape.disentanglement_map(
+        _sign_predict([x1, x2]), theta0, theta1, theta2, [0.0, 0.5, 1.0, 2.0]
+    )
+    assert np.all(grid == 0)
+
+
+def test_disentanglement_matches_a_direct_count():
+    torch.manual_seed(1)
+    x1, x2 = torch.randn(40, 3), torch.randn(30, 3)
+    theta0, theta1, theta2 = ({"w": torch.randn(3)} for _ in range(3))
+    alphas = [0.0, 0.7, 1.5]
+    grid = landscape.disentanglement_map(_sign_predict([x1, x2]), theta0, theta1, theta2, alphas)
+    w0, tau1, tau2 = (t["w"].numpy() for t in (theta0, theta1, theta2))
+    tau1, tau2 = tau1 - w0, tau2 - w0
+    for i, a1 in enumerate(alphas):
+        for j, a2 in enumerate(alphas):
+            both = w0 + a1 * tau1 + a2 * tau2
+            expected = np.mean((x1.numpy() @ both > 0) != (x1.numpy() @ (w0 + a1 * tau1) > 0)) + np.mean(
+                (x2.numpy() @ both > 0) != (x2.numpy() @ (w0 + a2 * tau2) > 0)
+            )
+            assert grid[i, j] == pytest.approx(expected)
+    assert grid[0, 0] == 0
+
+
+def test_pair_path_ends_are_the_two_models(small_prepared):
+    prep = small_prepared
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    a, _ = fine_tune_task(prep, 0, tangent=False)
+    b, _ = fine_tune_task(prep, 1, tangent=False)
+    path = landscape.pair_path(prep, forward, a.params, b.params, [0, 1], landscape.straight_path(3))
+    assert path["alpha"] == [0.0, 0.5, 1.0]
+    for end, model in ((0, a), (-1, b)):
+        per_task, joint = evaluate(prep, forward, model.params, 1)
+        assert path["accuracy"][end] == pytest.approx(joint)
+        assert [path["accuracy task 1"][end], path["accuracy task 2"][end]] == pytest.approx(per_task)
+    # the loss, computed here from the embeddings and the two tasks' head by hand
+    from holomerge_lab.heads import head_logits
+
+    features = torch.cat(prep.test_features[:2])
+    classes = [*prep.stream.tasks[0].classes, *prep.stream.tasks[1].classes]
+    labels = torch.cat([t.test_labels for t in prep.stream.tasks[:2]])
+    rows = torch.tensor([classes.index(int(y)) for y in labels])
+    with torch.no_grad():
+        logits = head_logits(forward(a.params, features), torch.cat(prep.heads[:2]), prep.config.logit_scale)
+    assert path["loss"][0] == pytest.approx(float(F.cross_entropy(logits, rows)), rel=1e-5)
+    flat = landscape.pair_path(prep, forward, a.params, a.params, [0, 1], [0.0, 0.5, 1.0])
+    assert landscape.barrier_height(flat["alpha"], flat["loss"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_task_predictor_uses_each_tasks_own_head(small_prepared):
+    prep = small_prepared
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    predict = landscape.task_predictor(prep, forward, [2])
+    from holomerge_lab.heads import head_logits
+
+    with torch.no_grad():
+        logits = head_logits(
+            forward(prep.theta0, prep.test_features[2]), prep.heads[2], prep.config.logit_scale
+        )
+    assert torch.equal(predict(0, prep.theta0), logits.argmax(1))
