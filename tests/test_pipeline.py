@@ -27,8 +27,9 @@ def test_every_method_runs_and_reports(method, small_prepared):
     document = json.loads(json.dumps(result.to_json()))
     assert KEYS <= set(document)
     assert document["acc_matrix"][0][1] is None and len(document["state_bytes"]) == n
-    # Θ(1): what is carried between tasks does not grow with the number of tasks
-    assert len(set(result.state_bytes)) == 1
+    # Θ(1): what is carried between tasks does not grow with the number of tasks, except for TIES, which needs
+    # every task vector (tests/test_merging_zoo.py checks that it grows linearly)
+    assert (len(set(result.state_bytes)) == 1) == (method != "ties")
 
 
 def test_zero_shot_is_theta0_under_the_growing_head(small_prepared):
