@@ -3,15 +3,20 @@
 A merge weighted by importance only cares which coordinates matter *more* than others within a layer (the weights
 enter as a ratio), so the comparisons are scale-free: rank correlation, cosine, and the overlap of the top-k
 coordinates. A raw-scale gap (v is an EMA of squared *mini-batch mean* gradients, the Fisher a mean of squared
-*per-example* gradients) is reported separately as the ratio of means.
+*per-example* gradients) is reported separately as the ratio of means. `task_importances` computes all of them for one task of a run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
+
+from .finetune import bias_corrected
+from .fisher import KINDS, functional_diagonal_fisher
+from .merging import TaskModel
+from .pipeline import Prepared, RunConfig, fine_tune_task, task_objective
 
 
 def ranks(values: Tensor) -> Tensor:
@@ -70,3 +75,28 @@ def compare_importances(
             "scale ratio": float(a[name].double().mean()) / mean_b if mean_b > 0 else float("nan"),
         })  # fmt: skip
     return rows
+
+
+def task_importances(
+    prep: Prepared,
+    t: int,
+    *,
+    tangent: bool = True,
+    config: RunConfig | None = None,
+    kinds: Sequence[str] = KINDS,
+    examples: int | None = None,
+) -> tuple[TaskModel, dict[str, dict[str, Tensor]]]:
+    """Fine-tune task t alone (with `config`'s β2, batch size, schedule), then, at the fine-tuned θ and on the same
+    training data (the first `examples` of it), the diagonal Fisher of each kind and Adam's v, raw and
+    bias-corrected: {"true": …, "sampled": …, "empirical": …, "v raw": …, "v corrected": …}."""
+    model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
+    logits, inputs, labels = task_objective(prep, t, tangent=tangent)
+    inputs, labels = inputs[:examples], labels[:examples]
+    trained = {k: v for k, v in model.params.items() if k in model.second_moment}
+    importances = {
+        kind: functional_diagonal_fisher(logits, trained, inputs, labels, kind, chunk_size=16)
+        for kind in kinds
+    }
+    importances["v raw"] = dict(model.second_moment)
+    importances["v corrected"] = bias_corrected(model.second_moment, model.beta2, model.steps)
+    return model, importances

@@ -4,18 +4,23 @@
   the gap grows as fine-tuning moves θ away. Tangent fine-tuning trains f_lin itself, so for it the gap is the
   price of the approximation, not an error.
 - `empirical_ntk`: Θ(x, x') = Σ_c ⟨∂f_c(x)/∂θ, ∂f_c(x')/∂θ⟩ at θ0, the kernel that f_lin's training follows.
+- `linearity_along_run`: the gap after k steps of standard fine-tuning on a prepared task, for growing k.
 - `step_seconds`: the time of one training step, to compare a tangent step (forward + jvp) with a plain one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.func import jacrev, vmap
+
+from .linearize import forward_fn
+from .pipeline import Prepared, RunConfig, fine_tune_task
 
 Params = dict[str, Tensor]
 Forward = Callable[..., Tensor]  # (params, inputs) -> outputs
@@ -82,3 +87,24 @@ def step_seconds(
         torch.autograd.grad(loss, list(params.values()))
         times.append(time.perf_counter() - began)
     return float(torch.tensor(times[1:]).median())
+
+
+def linearity_along_run(
+    prep: Prepared, t: int, checkpoints: Sequence[int], *, config: RunConfig | None = None
+) -> list[dict[str, float]]:
+    """`linearity_gap` of task t's standard fine-tuning after each number of steps in `checkpoints` (one run per
+    checkpoint, same seed and batches: with a constant learning rate each is the first k steps of the longest),
+    on task t's test features. The first row is θ0 itself (0 steps)."""
+    config = config or prep.config
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    forward_lin = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    inputs = prep.test_features[t]
+    rows = [{"steps": 0, **linearity_gap(forward, forward_lin, prep.theta0, prep.theta0, inputs)}]
+    for steps in checkpoints:
+        model, _ = fine_tune_task(
+            prep, t, tangent=False, config=dataclasses.replace(config, steps=int(steps))
+        )
+        rows.append(
+            {"steps": int(steps), **linearity_gap(forward, forward_lin, prep.theta0, model.params, inputs)}
+        )
+    return rows

@@ -60,3 +60,22 @@ def test_task_objective_reproduces_fine_tune_task(small_prepared, tangent):
     assert again.losses == pytest.approx(losses)
     for k, v in again.params.items():
         assert torch.allclose(v, model.params[k], atol=1e-6)
+
+
+def test_task_importances_are_the_fisher_and_v_of_the_fine_tuned_model(small_prepared):
+    from holomerge_lab.finetune import bias_corrected
+    from holomerge_lab.fisher import functional_diagonal_fisher
+    from holomerge_lab.fisher_compare import task_importances
+
+    prep = small_prepared
+    model, found = task_importances(prep, 0, tangent=False, kinds=("true", "empirical"), examples=8)
+    again, _ = fine_tune_task(prep, 0, tangent=False)
+    logits, inputs, rows = task_objective(prep, 0, tangent=False)
+    trained = {k: again.params[k] for k in again.second_moment}
+    expected = functional_diagonal_fisher(logits, trained, inputs[:8], rows[:8], "empirical")
+    assert set(found) == {"true", "empirical", "v raw", "v corrected"}
+    for k in trained:
+        assert torch.allclose(found["empirical"][k], expected[k], rtol=1e-4, atol=1e-12)
+        assert torch.equal(found["v raw"][k], again.second_moment[k])
+        corrected = bias_corrected(again.second_moment, again.beta2, again.steps)[k]
+        assert torch.allclose(found["v corrected"][k], corrected)

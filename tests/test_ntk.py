@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.ntk import empirical_ntk, linearity_gap, step_seconds
+from holomerge_lab.ntk import empirical_ntk, linearity_along_run, linearity_gap, step_seconds
 
 
 class Square(nn.Module):
@@ -75,3 +75,24 @@ def test_step_seconds_is_a_positive_time():
         repeats=2,
     )
     assert 0 < seconds < float("inf")
+
+
+def test_linearity_along_run_starts_at_theta0_and_matches_single_runs(small_prepared):
+    import dataclasses
+
+    from holomerge_lab.pipeline import fine_tune_task
+
+    prep = small_prepared
+    rows = linearity_along_run(prep, 0, [2, 4])
+    assert [r["steps"] for r in rows] == [0, 2, 4]
+    assert rows[0]["weight_distance"] == 0 and rows[0]["gap"] < 1e-5
+    model, _ = fine_tune_task(prep, 0, tangent=False, config=dataclasses.replace(prep.config, steps=4))
+    forward = forward_fn(prep.backbone.top, prep.theta0, False)
+    expected = linearity_gap(
+        forward,
+        forward_fn(prep.backbone.top, prep.theta0, True),
+        prep.theta0,
+        model.params,
+        prep.test_features[0],
+    )
+    assert rows[-1] == pytest.approx({"steps": 4, **expected})
