@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -16,6 +17,7 @@ from .align import LOSSES, feature_discrepancy
 from .errors import UserError
 from .merging import merge_interpolate, merge_v_weighted
 from .pipeline import Merge, Prepared, RunConfig, evaluate, features, prepare, run
+from .tsne import joint_tsne
 
 CURVE_RULES = {"v-weighted": merge_v_weighted, "interpolate": merge_interpolate}
 
@@ -122,3 +124,24 @@ def alignment_trace(
 
     run(config, prep, progress=progress, observe=observe)
     return steps
+
+
+def step_embedding(
+    step: AlignmentStep, classes: list[int] | None = None, *, perplexity: float = 30.0, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One joint t-SNE of every kept feature set of `step` (previous / merged / aligned on old / new data),
+    restricted to `classes` (None: all). Returns ("model/data" -> 2-D points, "model/data" -> class ids)."""
+    if not step.features:
+        raise UserError(f"task {step.task + 1}'s features were not kept: pass keep=({step.task},)")
+    sets, labels = {}, {}
+    for data, by_model in step.features.items():
+        chosen = torch.ones(len(step.labels[data]), dtype=torch.bool)
+        if classes is not None:
+            chosen = torch.isin(step.labels[data], torch.tensor(list(classes), dtype=step.labels[data].dtype))
+        for model, values in by_model.items():
+            if chosen.any():
+                sets[f"{model}/{data}"] = values[chosen]
+                labels[f"{model}/{data}"] = step.labels[data][chosen].numpy()
+    if not sets:
+        raise UserError(f"none of the classes {classes} occur in task {step.task + 1}'s old or new data")
+    return joint_tsne(sets, perplexity=perplexity, seed=seed), labels

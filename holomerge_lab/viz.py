@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.subplots import make_subplots
 
 from .pipeline import RunResult
+from .probes import AlignmentStep, AlphaCurve
 
 
 def setup_renderer() -> str:
@@ -94,14 +96,21 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(results: Sequence[RunResult], path: str | Path, *, command: str = "") -> Path:
-    """One self-contained HTML file (plotly.js inline, no CDN): the table, the comparison, each accuracy matrix."""
-    path = Path(path)
-    rows = results_table(results)
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0]) if rows else ""
+def html_table(rows: Sequence[dict], css_class: str = "") -> str:
+    """Rows of dicts as an HTML table (the report's, and the widgets' results table)."""
+    if not rows:
+        return f'<table class="{html.escape(css_class)}"></table>'
+    header = "".join(f"<th>{html.escape(str(c))}</th>" for c in rows[0])
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows
     )
+    return f'<table class="{html.escape(css_class)}"><tr>{header}</tr>{body}</table>'
+
+
+def write_report(results: Sequence[RunResult], path: str | Path, *, command: str = "") -> Path:
+    """One self-contained HTML file (plotly.js inline, no CDN): the table, the comparison, each accuracy matrix."""
+    path = Path(path)
+    table = html_table(results_table(results))
     figures = [comparison_figure(results), *(accuracy_matrix_figure(r) for r in results)]
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
     stream = html.escape(results[0].stream) if results else ""
@@ -111,10 +120,94 @@ def write_report(results: Sequence[RunResult], path: str | Path, *, command: str
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 <body><h1>holomerge_lab: {stream}</h1>
 <p>Reproduce: <code>{html.escape(command)}</code></p>
-<table><tr>{header}</tr>{body}</table>
+{table}
 {"".join(parts)}
 </body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(document, encoding="utf-8")
     return path
+
+
+def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> go.Figure:
+    """Every run's accuracy matrix side by side, one colour scale: where forgetting happens, per method."""
+    rows = -(-len(results) // columns)
+    figure = make_subplots(
+        rows=rows, cols=columns, subplot_titles=[f"{r.label}: {r.acc:.2f}" for r in results]
+    )
+    for i, r in enumerate(results):
+        n = len(r.acc_matrix)
+        figure.add_trace(
+            go.Heatmap(
+                z=r.acc_matrix, x=[f"T{j + 1}" for j in range(n)], y=[f"after {j + 1}" for j in range(n)],
+                zmin=0, zmax=1, colorscale="Viridis", showscale=i == 0, colorbar=dict(title="acc"),
+            ),
+            row=i // columns + 1, col=i % columns + 1,
+        )  # fmt: skip
+    figure.update_yaxes(autorange="reversed")
+    figure.update_layout(
+        height=260 * rows + 60, title="Accuracy matrices (row: after task i, column: task j)"
+    )
+    return figure
+
+
+def state_bytes_figure(results: Sequence[RunResult]) -> go.Figure:
+    """Bytes each method carries from one task to the next (θ0 not counted): flat lines are Θ(1) in T."""
+    figure = go.Figure(
+        [go.Scatter(x=list(range(1, len(r.state_bytes) + 1)), y=r.state_bytes, mode="lines+markers", name=r.label)
+         for r in results]
+    )  # fmt: skip
+    figure.update_layout(
+        title="Memory carried between tasks", xaxis_title="after task", yaxis=dict(title="bytes", type="log")
+    )
+    return figure
+
+
+def alpha_curve_figure(curve: AlphaCurve) -> go.Figure:
+    """Accuracy of the two-task merge against α: per task (thin) and on both (thick), per merge rule."""
+    figure = go.Figure()
+    for (rule, joint), dash in zip(curve.joint_accuracy.items(), ("solid", "dash"), strict=False):
+        figure.add_scatter(x=curve.alphas, y=joint, name=f"{rule}: both tasks", line=dict(width=3, dash=dash))
+        for j in range(2):
+            figure.add_scatter(
+                x=curve.alphas, y=[a[j] for a in curve.task_accuracy[rule]], name=f"{rule}: task {j + 1}",
+                line=dict(width=1, dash=dash), opacity=0.7,
+            )  # fmt: skip
+    figure.update_layout(
+        title="Merging task 1 and task 2: accuracy against α (α = 0 keeps task 1's model, α = 1 task 2's)",
+        xaxis_title="α (weight of task 2)", yaxis=dict(title="accuracy", range=[0, 1.05]),
+    )  # fmt: skip
+    return figure
+
+
+def tsne_figure(coords: dict[str, np.ndarray], labels: dict[str, np.ndarray], title: str = "") -> go.Figure:
+    """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data."""
+    colours = {"previous": "#1f77b4", "merged": "#d62728", "aligned": "#2ca02c"}
+    symbols = {"old": "circle", "new": "x"}
+    figure = go.Figure()
+    for name, xy in coords.items():
+        model, data = name.split("/")
+        figure.add_scatter(
+            x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{model} on {data} data",
+            text=[f"class {c}" for c in labels[name]], opacity=0.6,
+            marker=dict(color=colours.get(model), symbol=symbols.get(data, "circle"), size=6),
+        )  # fmt: skip
+    figure.update_layout(title=title, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    return figure
+
+
+def discrepancy_figure(steps: Sequence[AlignmentStep], loss: str = "mse") -> go.Figure:
+    """Feature discrepancy to the teacher at every merge, before and after alignment, on old and new data."""
+    tasks = [s.task + 1 for s in steps]
+    figure = go.Figure()
+    for data, dash in (("old", "solid"), ("new", "dot")):
+        for model, colour in (("merged", "#d62728"), ("aligned", "#2ca02c")):
+            figure.add_scatter(
+                x=tasks, y=[s.discrepancy[data][model][loss] for s in steps], mode="lines+markers",
+                name=f"{model} on {data} data", line=dict(color=colour, dash=dash),
+            )  # fmt: skip
+    figure.update_layout(
+        title=f"Feature discrepancy to the teacher ({loss}) after each merge", xaxis_title="task merged",
+        yaxis_title=loss,
+    )  # fmt: skip
+    return figure

@@ -9,7 +9,8 @@ from conftest import small_config
 
 from holomerge_lab.errors import UserError
 from holomerge_lab.pipeline import run
-from holomerge_lab.probes import _old_indices, alignment_trace, alpha_curve
+from holomerge_lab.probes import _old_indices, alignment_trace, alpha_curve, step_embedding
+from holomerge_lab.tsne import joint_tsne
 
 
 def test_alpha_curve_endpoints_agree_and_the_middle_is_the_runs_merge():
@@ -51,3 +52,23 @@ def test_without_alignment_nothing_is_removed(small_prepared):
 def test_old_data_subsample_is_even_and_bounded():
     assert _old_indices(5, 10).tolist() == [0, 1, 2, 3, 4]
     assert _old_indices(101, 5).tolist() == [0, 25, 50, 75, 100]
+
+
+def test_step_embedding_is_the_joint_tsne_of_the_chosen_classes(small_prepared):
+    step = alignment_trace(small_config(), small_prepared, keep=(1,))[0]
+    classes = [int(step.labels["new"][0])]
+    coords, labels = step_embedding(step, classes, perplexity=30, seed=1)
+    assert set(coords) == {
+        f"{m}/new" for m in ("previous", "merged", "aligned")
+    }  # the old task lacks the class
+    chosen = step.labels["new"] == classes[0]
+    expected = joint_tsne(
+        {k: step.features["new"][k.split("/")[0]][chosen] for k in coords}, perplexity=30, seed=1
+    )
+    for k in coords:
+        np.testing.assert_array_equal(coords[k], expected[k])
+        assert set(labels[k]) == set(classes)
+    with pytest.raises(UserError, match="none of the classes"):
+        step_embedding(step, [999])
+    with pytest.raises(UserError, match="keep"):
+        step_embedding(alignment_trace(small_config(), small_prepared)[0])

@@ -1,0 +1,209 @@
+"""ipywidgets panels for the notebooks: controls, Run buttons, a progress bar, a results table that accumulates
+and a figure area.
+
+Each control sets one `RunConfig` field (its description is the field's name, its CSS class `hm-<field>`); a
+button turns the panel's config into a list of configs (its plan) and runs each with the function the CLI uses
+(`pipeline.run` on a shared `prepare`). Figures are plain `go.Figure`s redrawn in an `Output`. A click that
+arrives while a run is in progress is ignored; an error is shown in the panel, which stays usable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+from IPython.display import display
+
+from .align import LOSSES
+from .data import STREAMS
+from .errors import UserError
+from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
+from .viz import comparison_figure, html_table, results_table
+
+_SLIDER = dict(continuous_update=False, style={"description_width": "initial"})
+
+# RunConfig field -> the widget that sets it, built from the field's current value
+CONTROLS: dict[str, Callable[[Any], W.ValueWidget]] = {
+    **{s: (lambda v, s=s: W.Checkbox(value=bool(v), description=s, indent=False)) for s in ("pre", "during", "post")},
+    "center": lambda v: W.Checkbox(value=bool(v), description="center", indent=False),
+    "stream": lambda v: W.Dropdown(options=list(STREAMS), value=v, description="stream"),
+    "method": lambda v: W.Dropdown(options=list(METHODS), value=v, description="method"),
+    "tasks": lambda v: W.IntSlider(value=v, min=2, max=max(20, v), description="tasks", **_SLIDER),
+    "train_per_task": lambda v: W.IntSlider(value=v, min=20, max=max(2000, v), step=20, description="train_per_task", **_SLIDER),
+    "test_per_task": lambda v: W.IntSlider(value=v, min=20, max=max(1000, v), step=20, description="test_per_task", **_SLIDER),
+    "steps": lambda v: W.IntSlider(value=v, min=1, max=max(500, v), description="steps", **_SLIDER),
+    "alpha": lambda v: W.FloatSlider(value=v, min=0.05, max=1.0, step=0.05, description="alpha", **_SLIDER),
+    "align_loss": lambda v: W.Dropdown(options=list(LOSSES), value=v, description="align_loss"),
+    "align_parameter": lambda v: W.Dropdown(options=["bias", "projection"], value=v, description="align_parameter"),
+    "align_teacher": lambda v: W.Dropdown(options=["previous", "current"], value=v, description="align_teacher"),
+    "align_steps": lambda v: W.IntSlider(value=v, min=1, max=max(200, v), description="align_steps", **_SLIDER),
+    "seed": lambda v: W.BoundedIntText(value=v, min=0, max=2**31 - 1, description="seed"),
+}  # fmt: skip
+
+# The fields `prepare` reads: runs that agree on them share one Prepared
+PREPARE_FIELDS = (
+    "stream", "tasks", "train_per_task", "test_per_task", "order", "seed", "backbone", "image_size",
+    "trainable_from", "center", "logit_scale",
+)  # fmt: skip
+
+
+def control(field: str, config: RunConfig) -> W.ValueWidget:
+    """The widget for one RunConfig field, set to the config's value (or the preset's, if left unset)."""
+    if field not in CONTROLS:
+        raise UserError(f"no control for {field!r}; choose from {', '.join(CONTROLS)}")
+    value = getattr(config, field)
+    if value is None:
+        value = getattr(config.resolve(), field)
+    if value is None:
+        raise UserError(f"set {field} in the panel's config: a slider needs a starting value")
+    widget = CONTROLS[field](value)
+    widget.add_class(f"hm-{field}")
+    return widget
+
+
+def stage_combinations(config: RunConfig) -> list[RunConfig]:
+    """The holistic method with every on/off combination of the three stages (8 configs), all stages on first."""
+    return [
+        dataclasses.replace(config, method="holistic", pre=pre, during=during, post=post)
+        for pre, during, post in itertools.product((True, False), repeat=3)
+    ]
+
+
+def run_rows(results: Sequence[RunResult]) -> list[dict]:
+    """The results table of runs, numbered, with the stream and task count (runs on different streams mix)."""
+    return [
+        {"#": i + 1, "stream": r.stream, "tasks": len(r.acc_matrix), **row}
+        for i, (r, row) in enumerate(zip(results, results_table(results), strict=True))
+    ]
+
+
+def numbered_comparison(results: Sequence[RunResult]) -> go.Figure:
+    """The comparison bar chart with each bar named by its run number, so repeated labels stay apart."""
+    figure = comparison_figure(results)
+    names = [f"#{i + 1} {r.label}" for i, r in enumerate(results)]
+    figure.update_traces(x=names)
+    figure.update_layout(title="Final accuracy, every run so far")
+    return figure
+
+
+def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunResult:
+    return run(config, prepared, progress=progress)
+
+
+class Panel:
+    """Controls + buttons + progress bar + accumulating results table + figure area.
+
+    - `fields`: RunConfig fields to expose (one control each; see CONTROLS).
+    - `extra`: more widgets whose values are passed to `execute` by name (e.g. which task to inspect).
+    - `plans`: button description -> config -> configs to run (default: {"Run": the config itself}).
+    - `execute(config, prepared, progress, **extra) -> result` (default: `pipeline.run`).
+    - `rows(results) -> list[dict]` and `figure(results) -> go.Figure | list[go.Figure]` redraw after each run
+      from every result so far.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        fields: Sequence[str] = (),
+        *,
+        extra: Mapping[str, W.ValueWidget] | None = None,
+        plans: Mapping[str, Callable[[RunConfig], list[RunConfig]]] | None = None,
+        execute: Callable[..., Any] = _run_one,
+        rows: Callable[[list], list[dict]] = run_rows,
+        figure: Callable[[list], go.Figure | Sequence[go.Figure]] = numbered_comparison,
+        progress: bool = True,
+    ):
+        self.base = config
+        self.controls = {f: control(f, config) for f in fields}
+        self.extra = dict(extra or {})
+        self.plans = dict(plans or {"Run": lambda c: [c]})
+        self.execute, self.rows, self.draw, self.progress = execute, rows, figure, progress
+        self.results: list = []
+        self.figures: list[go.Figure] = []
+        self.error: str | None = None
+        self.running = False
+        self._prepared: dict[tuple, Prepared] = {}
+        self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
+        for name, button in self.buttons.items():
+            button.add_class("hm-run" if name == "Run" else "hm-button")
+            button.on_click(lambda _, name=name: self.click(name))
+        self.bar = W.IntProgress(value=0, min=0, max=1, description="idle")
+        self.bar.add_class("hm-progress")
+        self.status = W.HTML()
+        self.table = W.HTML(html_table([], "hm-results"))
+        self.table.add_class("hm-results")
+        self.log = W.Output()  # the pipeline's own progress bars, while a run lasts
+        self.output = W.Output()
+        self.output.add_class("hm-figure")
+        inputs = [*self.controls.values(), *self.extra.values()]
+        self.widget = W.VBox([
+            W.HBox(inputs[:4], layout=W.Layout(flex_flow="row wrap")),
+            *([W.HBox(inputs[4:], layout=W.Layout(flex_flow="row wrap"))] if inputs[4:] else []),
+            W.HBox([*self.buttons.values(), self.bar, self.status]),
+            self.log, self.table, self.output,
+        ])  # fmt: skip
+        self.widget.add_class("hm-panel")
+
+    def _ipython_display_(self):
+        display(self.widget)
+
+    def config(self) -> RunConfig:
+        """The base config with every control's value."""
+        return dataclasses.replace(self.base, **{f: w.value for f, w in self.controls.items()})
+
+    def _prepare(self, config: RunConfig) -> Prepared:
+        resolved = config.resolve()
+        key = tuple(
+            getattr(resolved, f) if f != "order" else tuple(resolved.order or ()) for f in PREPARE_FIELDS
+        )
+        if key not in self._prepared:
+            self._prepared = {key: prepare(config, progress=self.progress)}  # keep one: data is large
+        return self._prepared[key]
+
+    def click(self, name: str = "Run") -> None:
+        """What the button `name` does: run its plan, add the results, redraw. Ignored while a run is going on."""
+        if self.running:
+            return
+        self.running = True
+        for button in self.buttons.values():
+            button.disabled = True
+        self.error = None
+        self.status.value = ""
+        try:
+            configs = self.plans[name](self.config())
+            extra = {k: w.value for k, w in self.extra.items()}
+            self.bar.max, self.bar.value = len(configs), 0
+            for i, config in enumerate(configs):
+                self.bar.description = f"{i}/{len(configs)}"
+                with self.log:
+                    result = self.execute(config, self._prepare(config), self.progress, **extra)
+                self.log.clear_output()
+                self.results.append(result)
+                self.bar.value = i + 1
+                self.bar.description = f"{i + 1}/{len(configs)}"
+                self._redraw()
+        except Exception as e:  # shown in the panel: JupyterLab shows callback errors nowhere else
+            self.error = str(e) if isinstance(e, UserError) else traceback.format_exc()
+            self.status.value = (
+                f'<span class="hm-error" style="color:#b00">error: {type(e).__name__}: {e}</span>'
+            )
+            with self.output:
+                print(self.error)
+        finally:
+            self.running = False
+            for button in self.buttons.values():
+                button.disabled = False
+
+    def _redraw(self) -> None:
+        self.table.value = html_table(self.rows(self.results), "hm-results")
+        drawn = self.draw(self.results)
+        self.figures = [drawn] if isinstance(drawn, go.Figure) else list(drawn)
+        self.output.clear_output(wait=True)
+        with self.output:
+            for f in self.figures:
+                display(f)

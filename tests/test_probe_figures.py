@@ -1,0 +1,45 @@
+"""The figures of notebooks 04, 05 and 07 draw exactly the numbers they are given."""
+
+import numpy as np
+from conftest import small_config
+
+from holomerge_lab.pipeline import run
+from holomerge_lab.probes import AlphaCurve, alignment_trace, step_embedding
+from holomerge_lab.viz import (
+    accuracy_matrices_figure,
+    alpha_curve_figure,
+    discrepancy_figure,
+    html_table,
+    state_bytes_figure,
+    tsne_figure,
+)
+
+
+def test_alpha_curve_figure_draws_every_rule_and_task():
+    curve = AlphaCurve([0.0, 1.0], {"v-weighted": [[1, 0], [0, 1]], "interpolate": [[1, 0], [0.5, 1]]},
+                       {"v-weighted": [0.5, 0.5], "interpolate": [0.5, 0.75]})  # fmt: skip
+    figure = alpha_curve_figure(curve)
+    assert len(figure.data) == 6
+    by_name = {t.name: list(t.y) for t in figure.data}
+    assert by_name["interpolate: task 1"] == [1, 0.5] and by_name["interpolate: both tasks"] == [0.5, 0.75]
+
+
+def test_run_figures_and_trace_figures(small_prepared):
+    results = [run(small_config(method=m), small_prepared, progress=False) for m in ("average", "holistic")]
+    matrices = accuracy_matrices_figure(results)
+    assert len(matrices.data) == 2
+    np.testing.assert_array_equal(np.array(matrices.data[1].z, dtype=float), results[1].acc_matrix)
+    assert [list(t.y) for t in state_bytes_figure(results).data] == [r.state_bytes for r in results]
+    steps = alignment_trace(small_config(), small_prepared, keep=(2,))
+    lines = {t.name: list(t.y) for t in discrepancy_figure(steps, "cosine").data}
+    assert lines["aligned on old data"] == [s.discrepancy["old"]["aligned"]["cosine"] for s in steps]
+    coords, labels = step_embedding(steps[1])
+    figure = tsne_figure(coords, labels)
+    assert len(figure.data) == 6 and sum(len(t.x) for t in figure.data) == sum(
+        len(c) for c in coords.values()
+    )
+
+
+def test_html_table_escapes_and_keeps_its_class():
+    text = html_table([{"a": "<b>", "b": 1}], "hm-results")
+    assert 'class="hm-results"' in text and "&lt;b&gt;" in text and text.count("<tr>") == 2

@@ -1,0 +1,72 @@
+"""The panels, driven from Python as a reader would drive them in a browser: set values, click, read the table."""
+
+import dataclasses
+
+import numpy as np
+from conftest import small_config
+
+from holomerge_lab.pipeline import METHODS, RunConfig, run
+from holomerge_lab.widgets import CONTROLS, Panel, control, stage_combinations
+
+
+def test_every_control_sets_its_own_config_field():
+    config = small_config(alpha=0.5, seed=0, center=False)
+    panel = Panel(config, [f for f in CONTROLS if f != "stream"])
+    new = {"pre": False, "during": False, "post": False, "center": True, "method": "average", "tasks": 2,
+           "train_per_task": 60, "test_per_task": 40, "steps": 3, "alpha": 0.25, "align_loss": "cosine",
+           "align_parameter": "projection", "align_teacher": "current", "align_steps": 7, "seed": 4}  # fmt: skip
+    for field, value in new.items():
+        panel.controls[field].value = value
+    assert dataclasses.replace(config, **new) == panel.config()
+    for field, widget in panel.controls.items():
+        assert widget.description == field and f"hm-{field}" in widget._dom_classes
+    assert set(control("method", config).options) == set(METHODS)
+
+
+def test_run_adds_a_row_and_redraws_and_matches_the_pipeline(small_prepared):
+    panel = Panel(small_config(), ["pre", "during", "post"], progress=False)
+    panel.click("Run")
+    assert panel.error is None and len(panel.results) == 1
+    first = panel.figures[0].to_json()
+    assert panel.table.value.count("<tr>") == 2 and "hm-results" in panel.table._dom_classes
+    reference = run(small_config(), small_prepared, progress=False)
+    np.testing.assert_allclose(panel.results[0].acc_matrix, reference.acc_matrix, atol=1e-6)
+    panel.controls["pre"].value = False  # tick a stage off, press Run again
+    panel.buttons["Run"].click()
+    assert [r.label for r in panel.results] == ["holistic", "holistic −pre"]
+    assert panel.table.value.count("<tr>") == 3 and panel.figures[0].to_json() != first
+    assert panel.bar.value == panel.bar.max == 1 and not panel.buttons["Run"].disabled
+
+
+def test_a_click_during_a_run_is_ignored():
+    calls = []
+
+    def execute(config, prepared, progress):
+        calls.append(config)
+        panel.buttons["Run"].click()  # a second press arrives while the first run is going on
+        assert panel.buttons["Run"].disabled
+        return run(config, prepared, progress=False)
+
+    panel = Panel(small_config(tasks=2), execute=execute, progress=False)
+    panel.click()
+    assert len(calls) == 1 and len(panel.results) == 1 and not panel.running
+
+
+def test_a_failing_run_shows_its_error_and_the_panel_stays_usable():
+    panel = Panel(small_config(tasks=2), ["tasks"], progress=False)
+    panel.controls["tasks"].value = 20  # the 8×8 digits have 10 classes: 5 tasks at most
+    panel.click()
+    assert panel.error and "error" in panel.status.value and panel.results == []
+    assert not panel.buttons["Run"].disabled and not panel.running
+    panel.controls["tasks"].value = 2
+    panel.click()
+    assert panel.error is None and len(panel.results) == 1
+
+
+def test_plans_run_every_config_with_a_progress_bar():
+    combos = stage_combinations(RunConfig())
+    assert len({c.label for c in combos}) == 8 and combos[0].label == "holistic"
+    panel = Panel(small_config(tasks=2), plans={"two": lambda c: stage_combinations(c)[:2]}, progress=False)
+    panel.click("two")
+    assert [r.label for r in panel.results] == ["holistic", "holistic −post"]
+    assert panel.bar.value == panel.bar.max == 2 and panel.bar.description == "2/2"
