@@ -648,3 +648,32 @@ def trunk_features(
         Path(tmp).unlink(missing_ok=True)
         raise
     return feats
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Device and precision
+# --------------------------------------------------------------------------------------------------------------------
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """ "auto": the CUDA GPU when there is one, else the CPU; any other torch device string as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise UserError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from e
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run, or None for float32. Mixed precision only on CUDA: "auto" is bf16 where the GPU
+    computes it natively (Ampere and later), float32 elsewhere (fp16 without a loss scaler would underflow the
+    small gradients of lr 1e-5 fine-tuning)."""
+    check_choice("precision", precision, PRECISIONS)
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]

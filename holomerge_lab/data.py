@@ -19,6 +19,7 @@ one builder function registered in ``STREAMS``; all randomness comes from ``seed
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -231,8 +232,13 @@ def _load_torchvision(name: str, root: str | os.PathLike, download: bool):
     return train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), names
 
 
-def load_image_folder(path: str | os.PathLike, image_size: int = 64) -> Source:
+def load_image_folder(
+    path: str | os.PathLike, image_size: int = 64, keep: Callable[[str], bool] | None = None
+) -> Source:
     """Any ImageFolder tree (one subfolder per class) as RGB uint8 [N,S,S,3], resized to ``image_size``.
+
+    ``keep(file_path) -> bool`` selects files (e.g. one domain of ImageNet-R); every class folder stays a class,
+    so label ids agree between selections.
 
     With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise a seeded stratified
     80/20 split (of ``train/`` if it is there alone). Decoded arrays are cached, keyed by the folder, the size and every file's size and mtime."""
@@ -251,7 +257,9 @@ def load_image_folder(path: str | os.PathLike, image_size: int = 64) -> Source:
             return img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
 
     try:
-        sets = [ImageFolder(str(p), loader=load) for p in parts]
+        sets = [
+            ImageFolder(str(p), loader=load, is_valid_file=keep, allow_empty=keep is not None) for p in parts
+        ]
     except FileNotFoundError as err:
         raise UserError(
             f"{folder} is not an ImageFolder tree ({err}); put images in one folder per class"
@@ -539,6 +547,225 @@ def permuted_mnist(n_tasks=None, train_per_task=None, test_per_task=None, order=
     )
 
 
+# ------------------------------------------------------------------------------------ the CLIP benchmarks
+
+CIFAR100_CLASS_ORDER = (
+    70, 89, 11, 13, 63, 53, 86, 57, 41, 43, 14, 98, 52, 73, 95, 96, 33, 16, 39, 74, 25, 88, 35, 28, 79, 82, 72, 4, 30,
+    17, 59, 97, 36, 38, 29, 55, 83, 7, 22, 48, 19, 47, 2, 44, 67, 71, 34, 84, 6, 46, 61, 8, 80, 10, 49, 15, 68, 9, 99,
+    40, 27, 45, 51, 37, 21, 64, 92, 24, 60, 31, 5, 91, 93, 90, 65, 66, 77, 20, 58, 62, 23, 76, 75, 42, 0, 26, 87, 50,
+    3, 56, 81, 1, 94, 69, 18, 78, 54, 12, 85, 32,
+)  # fmt: skip
+"""The authors' fixed CIFAR-100 class order (``default_class_order`` in src/datasets/cifar100.py of
+VietHoang1512/CMM): task t of T holds classes ``order[t*100/T : (t+1)*100/T]``."""
+IMAGENET_R_CLASS_ORDER = (
+    186, 157, 67, 59, 117, 1, 122, 14, 131, 40, 66, 199, 92, 170, 197, 118, 173, 37, 146, 191, 4, 198, 64, 56, 51,
+    165, 0, 107, 175, 148, 187, 161, 137, 180, 133, 181, 177, 12, 20, 74, 143, 142, 110, 116, 194, 138, 183, 89, 45,
+    121, 190, 94, 36, 83, 130, 120, 21, 38, 125, 145, 182, 103, 105, 61, 32, 141, 13, 112, 111, 104, 26, 69, 39, 156,
+    147, 108, 72, 10, 96, 188, 16, 63, 152, 86, 160, 119, 184, 7, 172, 132, 44, 42, 82, 15, 114, 127, 85, 168, 55, 65,
+    3, 95, 171, 176, 33, 43, 17, 97, 163, 62, 75, 123, 128, 124, 99, 29, 28, 166, 41, 35, 76, 77, 5, 84, 102, 60, 78,
+    70, 164, 113, 30, 91, 81, 18, 155, 179, 73, 46, 80, 31, 150, 79, 174, 153, 50, 144, 9, 167, 134, 135, 101, 49,
+    106, 154, 23, 100, 48, 25, 71, 139, 162, 158, 159, 87, 90, 11, 24, 57, 19, 52, 129, 140, 178, 53, 169, 195, 126,
+    47, 151, 136, 22, 58, 34, 8, 185, 54, 109, 193, 68, 192, 149, 115, 98, 88, 93, 6, 196, 189, 2, 27,
+)  # fmt: skip
+"""The authors' ImageNet-R class order (src/datasets/imagenetr.py), over the 200 class folders sorted by name."""
+IMAGENET_R_DOMAINS = (
+    "deviantart", "cartoon", "misc", "embroidery", "videogame", "painting", "art", "graphic", "origami", "tattoo",
+    "toy", "sticker", "graffiti", "sculpture", "sketch",
+)  # fmt: skip
+IMAGENET_R_DOMAIN_ORDER = (9, 14, 7, 5, 6, 8, 13, 12, 1, 2, 10, 3, 4, 11, 0)
+"""The authors' domain order (indices into IMAGENET_R_DOMAINS)."""
+DOMAIN_FOLDERS = {
+    "domainnet": ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+    "office-home": ("Art", "Clipart", "Product", "Real_World"),
+    "office-31": ("amazon", "dslr", "webcam"),
+}
+FOLDER_IMAGE_SIZE = 224
+"""Folder images are decoded at CLIP's input size (uint8, so 150 KB an image: subsample large sets)."""
+FOLDER_LAYOUTS = {
+    "imagenet-r": "ROOT/<class>/<domain>_<n>.jpg, the imagenet-r.tar layout with class folders renamed from wnids to "
+    "names (e.g. ROOT/goldfish/art_0.jpg; README.txt in the tar maps them), optionally under ROOT/train and ROOT/test",
+    "domainnet": "ROOT/<domain>/<class>/<image> with domains clipart, infograph, painting, quickdraw, real, sketch",
+    "office-home": "ROOT/<domain>/<class>/<image> with domains Art, Clipart, Product, Real_World",
+    "office-31": "ROOT/<domain>/images/<class>/<image> (or ROOT/<domain>/<class>/<image>) with domains amazon, dslr, "
+    "webcam",
+}
+
+
+def read_cifar100(folder: str | os.PathLike) -> tuple:
+    """Arrays of the CIFAR-100 python version in ``folder`` (train, test, meta pickles), as torchvision reads them:
+    images [N,32,32,3] uint8, fine labels, fine label names."""
+    folder = Path(folder)
+
+    def unpickle(name: str) -> dict:
+        with open(folder / name, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+
+    train, test, meta = unpickle("train"), unpickle("test"), unpickle("meta")
+
+    def images(part: dict) -> np.ndarray:
+        return np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+    names = tuple(c.replace("_", " ") for c in meta["fine_label_names"])
+    return images(train), train["fine_labels"], images(test), test["fine_labels"], names
+
+
+def load_cifar100(root: str | os.PathLike | None = None, download: bool = False) -> Source:
+    """CIFAR-100 from ``ROOT/cifar-100-python/{train,test,meta}`` (the python pickles).
+
+    ``root`` defaults to ``cache_dir()/cifar100``. ``download=True`` has torchvision fetch and verify the archive
+    there first (online only); the files are then read by `read_cifar100` either way."""
+    root = Path(root).expanduser() if root is not None else cache_dir() / "cifar100"
+    folder = root / "cifar-100-python"
+    if download and not folder.is_dir():
+        from torchvision.datasets import CIFAR100
+
+        try:
+            CIFAR100(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as err:
+            raise UserError(f"could not download CIFAR-100 into {root} ({err}); are you online?") from err
+    missing = [n for n in ("train", "test", "meta") if not (folder / n).is_file()]
+    if missing:
+        raise UserError(
+            f"CIFAR-100 not found: {folder} lacks {', '.join(missing)}. Put the python version there "
+            "(ROOT/cifar-100-python/train, test, meta; data_root=ROOT, CLI --data-root), or pass download=True "
+            "(CLI --download) when online"
+        )
+    return _to_source("cifar100", read_cifar100(folder))
+
+
+def _groups_of(n_classes: int, n_tasks: int | None, default: int) -> tuple[int, int]:
+    n_tasks = default if n_tasks is None else n_tasks
+    if not isinstance(n_tasks, (int, np.integer)) or n_tasks < 1 or n_classes % n_tasks:
+        divisors = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
+        raise UserError(f"n_tasks={n_tasks!r} must divide the {n_classes} classes: choose one of {divisors}")
+    return int(n_tasks), n_classes // int(n_tasks)
+
+
+def cifar100(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
+) -> TaskStream:
+    """CIL, CIFAR-100 in the authors' class order: 10 (default), 20 or 50 tasks of 10, 5 or 2 classes."""
+    n_tasks, group = _groups_of(100, n_tasks, 10)
+    order = CIFAR100_CLASS_ORDER if order is None else order
+    source = load_cifar100(root, download)
+    return _cil_stream("cifar100", source, n_tasks, train_per_task, test_per_task, order, seed, group=group)
+
+
+def _folder_root(name: str, root) -> Path:
+    if root is None or not Path(root).expanduser().is_dir():
+        where = (
+            "no folder was given (RunConfig.data_root, CLI --data-root)"
+            if root is None
+            else f"{root} is no folder"
+        )
+        raise UserError(f"{name}: {where}; provide a folder laid out as {FOLDER_LAYOUTS[name]}")
+    return Path(root).expanduser()
+
+
+def _human(names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(n.replace("_", " ") for n in names)
+
+
+def imagenet_r(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
+) -> TaskStream:
+    """CIL, ImageNet-R's 200 classes in the authors' order: 10 tasks of 20 classes by default (all domains mixed)."""
+    source = load_image_folder(_folder_root("imagenet-r", root), FOLDER_IMAGE_SIZE)
+    source = dataclasses.replace(source, name="imagenet-r", class_names=_human(source.class_names))
+    n_classes = len(source.class_names)
+    n_tasks, group = _groups_of(n_classes, n_tasks, 10)
+    if order is None and n_classes == len(IMAGENET_R_CLASS_ORDER):
+        order = IMAGENET_R_CLASS_ORDER
+    return _cil_stream("imagenet-r", source, n_tasks, train_per_task, test_per_task, order, seed, group=group)
+
+
+def imagenet_r_domain(name: str) -> Callable[[str], bool]:
+    """The file filter of one ImageNet-R domain: the file name's prefix before the first '_' equals it exactly.
+
+    (The authors' loader tests ``startswith`` and then reuses one cached folder for every domain, so each of its
+    "domain" tasks holds all domains.)"""
+    return lambda path: Path(path).name.split("_", 1)[0] == name
+
+
+def _domains_stream(
+    name: str, domains: Sequence[tuple[str, Source]], n_tasks, train_per_task, test_per_task, order, seed
+) -> TaskStream:
+    """DIL over real domains: task d is domain ``order[d]``'s own data (a seeded stratified subsample of it)."""
+    classes = domains[0][1].class_names
+    for domain, source in domains:
+        if source.class_names != classes:
+            raise UserError(
+                f"{name}: domain {domain!r} has other class folders than {domains[0][0]!r}; make them the same"
+            )
+    n_tasks = _check_count("n_tasks", n_tasks, len(domains)) or len(domains)
+    order = _check_order(order, len(domains), "domain ids")[:n_tasks]
+    picked = [domains[d] for d in order]
+    n_tr = _check_count("train_per_task", train_per_task, min(len(s.train_labels) for _, s in picked))
+    n_te = _check_count("test_per_task", test_per_task, min(len(s.test_labels) for _, s in picked))
+    tasks = []
+    for d, (domain, source) in zip(order, picked, strict=True):
+        tr = stratified_order(source.train_labels.numpy(), _rng(seed, 0, d))[:n_tr]
+        te = stratified_order(source.test_labels.numpy(), _rng(seed, 1, d))[:n_te]
+        tasks.append(
+            Task(
+                f"domain {domain}", tuple(range(len(classes))),
+                *_pick(source.train_images, source.train_labels, tr),
+                *_pick(source.test_images, source.test_labels, te),
+            )
+        )  # fmt: skip
+    return TaskStream(name, "dil", _human(classes), tuple(tasks), seed)
+
+
+def imagenet_r_domains(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
+) -> TaskStream:
+    """DIL, ImageNet-R's 15 renditions (art, cartoon, ...) as domains in the authors' order, all 200 classes.
+    ``order`` permutes the domains found, listed in that order."""
+    folder = _folder_root("imagenet-r", root)
+    present = {p.name.split("_", 1)[0] for p in folder.rglob("*_*") if p.is_file()}
+    names = [IMAGENET_R_DOMAINS[i] for i in IMAGENET_R_DOMAIN_ORDER if IMAGENET_R_DOMAINS[i] in present]
+    if not names:  # the authors' order; absent domains are left out
+        raise UserError(f"imagenet-r: no domain files under {folder}; provide {FOLDER_LAYOUTS['imagenet-r']}")
+    domains = [(d, load_image_folder(folder, FOLDER_IMAGE_SIZE, imagenet_r_domain(d))) for d in names]
+    return _domains_stream("imagenet-r-domains", domains, n_tasks, train_per_task, test_per_task, order, seed)
+
+
+def _domain_folders(name: str, root) -> list[tuple[str, Path]]:
+    """The known domains of `name` found under root (matched ignoring case, spaces and underscores), in order."""
+    folder = _folder_root(name, root)
+    present = {p.name.lower().replace(" ", "_"): p for p in folder.iterdir() if p.is_dir()}
+    found = []
+    for domain in DOMAIN_FOLDERS[name]:
+        path = present.get(domain.lower())
+        if path is not None:
+            found.append((domain, path / "images" if (path / "images").is_dir() else path))
+    if not found:
+        raise UserError(
+            f"{name}: no domain folder under {folder}; provide a folder laid out as {FOLDER_LAYOUTS[name]}"
+        )
+    return found
+
+
+def _folder_dil(name: str):
+    def build(
+        n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
+    ) -> TaskStream:
+        domains = [(d, load_image_folder(p, FOLDER_IMAGE_SIZE)) for d, p in _domain_folders(name, root)]
+        return _domains_stream(name, domains, n_tasks, train_per_task, test_per_task, order, seed)
+
+    build.__doc__ = f"DIL, {name}: one task per domain folder, every class. Layout: {FOLDER_LAYOUTS[name]}."
+    return build
+
+
+FOLDER_STREAMS: dict[str, Callable[..., TaskStream]] = {
+    "cifar100": cifar100,
+    "imagenet-r": imagenet_r,
+    "imagenet-r-domains": imagenet_r_domains,
+    **{name: _folder_dil(name) for name in DOMAIN_FOLDERS},
+}
+"""Streams read from files the user provides (``root``; CIFAR-100 may also download)."""
+
+
 STREAMS: dict[str, Callable[..., TaskStream]] = {
     "split-mnist": split_mnist,
     "split-animal": split_animal,
@@ -546,6 +773,7 @@ STREAMS: dict[str, Callable[..., TaskStream]] = {
     "split-digits": split_digits,
     "rotated-mnist": rotated_mnist,
     "permuted-mnist": permuted_mnist,
+    **FOLDER_STREAMS,
 }
 
 
@@ -556,16 +784,27 @@ def build_stream(
     test_per_task: int | None = None,
     order: Sequence[int] | None = None,
     seed: int = 0,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
 ) -> TaskStream:
     """Build a registered stream (see ``STREAMS``); same arguments, identical tensors.
 
     ``n_tasks``: CIL, the first n class groups (default all); DIL, the number of domains (default 5).
     ``train_per_task`` / ``test_per_task``: a seeded stratified subsample per task (None: all, or for DIL an
     equal disjoint share). ``order``: CIL, a permutation of all class ids deciding which classes form which
-    task; DIL, the order in which the domains arrive."""
+    task; DIL, the order in which the domains arrive. ``root`` / ``download``: the data folder of the streams in
+    ``FOLDER_STREAMS`` (see ``FOLDER_LAYOUTS``)."""
     check_choice("stream", name, STREAMS)
+    files_kw = {}
+    if name in FOLDER_STREAMS:
+        files_kw = dict(root=root, download=download)
+    elif root is not None or download:
+        raise UserError(
+            f"root/download are settings of the streams {', '.join(FOLDER_STREAMS)}, not of {name}"
+        )
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"seed={seed!r} must be an integer >= 0")
     return STREAMS[name](
-        n_tasks=n_tasks, train_per_task=train_per_task, test_per_task=test_per_task, order=order, seed=seed
-    )
+        n_tasks=n_tasks, train_per_task=train_per_task, test_per_task=test_per_task, order=order, seed=seed,
+        **files_kw,
+    )  # fmt: skip

@@ -7,8 +7,9 @@ into the task-agnostic all-classes head of class-incremental evaluation.
 - `prototype_head`: the CPU analogue of CLIP's zero-shot head. When a task arrives, the *pre-trained* model embeds
   that task's training images; each class's mean of the normalised embeddings, re-normalised, is one row. It is
   built from that task's data only.
-- (the CLIP text zero-shot head, ``zero_shot_text_head(model, tokenizer, class_names, templates)``, belongs here too:
-  it returns the same kind of tensor, one normalised row per class name.)
+- `zero_shot_text_head`: CLIP's own zero-shot head. Each class name is written into every prompt template, the
+  text tower embeds the prompts, and the class row is the mean of the normalised prompt embeddings, re-normalised
+  (the CLIP paper's prompt ensembling, as in the authors' code). Built from class names alone, never trained.
 
 Feature centering: pass ``center`` (e.g. the mean θ0 embedding of the first task) to both functions so that the
 class vectors and the embeddings are compared after removing the shared component.
@@ -67,3 +68,53 @@ def head_logits(
     Differentiable in `embeddings` (fine-tuning backpropagates through it); the head itself stays fixed.
     """
     return scale * _centered_unit(embeddings, center) @ head.to(embeddings).T
+
+
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    # the CLIP paper's CIFAR prompts (the authors use them for CIFAR-100)
+    "cifar100": tuple(
+        f"a {style}photo of {article} {{}}."
+        for article in ("a", "the")
+        for style in ("", "blurry ", "black and white ", "low contrast ", "high contrast ", "bad ", "good ")
+    ) + ("a photo of a small {}.", "a photo of a big {}.", "a photo of the small {}.", "a photo of the big {}."),
+    # the seven-prompt ImageNet ensemble of the CLIP repository (rendition-like domains: art, toys, video games)
+    "imagenet": (
+        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
+        "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+    ),
+    "office": ("a photo of a {} in an office environment.", "an image of a {} on a desk."),
+    "default": ("a photo of a {}.",),
+}  # fmt: skip
+"""Prompt templates per data set family; ``{}`` is replaced by the class name."""
+
+
+def templates_for(stream: str) -> tuple[str, ...]:
+    """The prompt templates of a stream: CIFAR's for cifar100, ImageNet's for the rendition / domain sets."""
+    if stream.startswith("cifar"):
+        return TEMPLATES["cifar100"]
+    if stream.startswith(("imagenet", "domainnet")):
+        return TEMPLATES["imagenet"]
+    if stream.startswith("office"):
+        return TEMPLATES["office"]
+    return TEMPLATES["default"]
+
+
+@torch.no_grad()
+def zero_shot_text_head(model, tokenizer, class_names: Sequence[str], templates: Sequence[str]) -> Tensor:
+    """[len(class_names), D]: per class, the mean over templates of the normalised text embeddings, re-normalised.
+
+    Row i belongs to ``class_names[i]``. `model` is an open_clip CLIP (its ``encode_text``), `tokenizer` the
+    matching open_clip tokenizer. Runs on the model's device; the head is returned in float32.
+    """
+    if not class_names or not templates:
+        raise UserError("zero_shot_text_head needs at least one class name and one template")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise UserError(f"every template needs a '{{}}' for the class name; these have none: {bad}")
+    device = next(model.parameters()).device
+    rows = []
+    for name in class_names:
+        tokens = tokenizer([t.format(name) for t in templates]).to(device)
+        prompts = F.normalize(model.encode_text(tokens).float(), dim=-1)  # [n_templates, D]
+        rows.append(F.normalize(prompts.mean(0), dim=-1))
+    return torch.stack(rows)

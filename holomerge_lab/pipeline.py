@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .align import align
-from .backbones import Backbone, build_backbone, trunk_features
+from .backbones import PRECISIONS, Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
 from .finetune import ewc_penalty, fine_tune
 from .fisher import KINDS, functional_diagonal_fisher
-from .heads import head_logits, prototype_head
+from .heads import head_logits, prototype_head, templates_for, zero_shot_text_head
 from .linearize import forward_fn
 from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
 
@@ -56,7 +56,7 @@ PRESETS: dict[str, dict] = {
     "paper": dict(
         steps=None, epochs=10, lr=1e-5, batch_size=128, weight_decay=0.1, warmup_steps=500, cosine=True,
         grad_clip=1.0, alpha=0.4, seed=5, align_parameter="projection", align_teacher="previous",
-        align_loss="mse", align_lr=1e-7, align_steps=None, logit_scale=100.0,
+        align_loss="mse", align_lr=1e-7, align_steps=None, logit_scale=100.0, precision="auto",
     ),
 }  # fmt: skip
 
@@ -79,6 +79,11 @@ class RunConfig:
     backbone: str = "effnet-lite0"
     image_size: int | None = None
     trainable_from: int | None = None
+    pretrained: str | None = None  # CLIP: open_clip tag, checkpoint path or "random" (None: "openai")
+    data_root: str | None = None  # folder of the file streams (cifar100, imagenet-r, domainnet, office-*)
+    download: bool = False  # let torchvision fetch CIFAR-100 into data_root
+    device: str = "auto"  # "auto": CUDA when available, else CPU
+    precision: str | None = None  # "auto" (bf16 on a CUDA GPU that has it), "fp32", "bf16", "fp16"
     alpha: float | None = None  # weight of the new task in a merge
     scale: float = 0.3  # λ of task arithmetic
     variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
@@ -115,7 +120,7 @@ class RunConfig:
         check_choice("stream", self.stream, STREAMS)
         check_choice("variant", self.variant, ("faithful", "clean"))
         defaults = dict(
-            seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0,
+            seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
             align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3,
         )  # fmt: skip
         filled = {k: v for k, v in {**defaults, **PRESETS[self.preset]}.items() if getattr(self, k) is None}
@@ -128,6 +133,7 @@ class RunConfig:
         check_choice("Fisher kind", config.fisher_kind, KINDS)
         check_choice("alignment parameter", config.align_parameter, ("bias", "projection"))
         check_choice("alignment teacher", config.align_teacher, ("previous", "current"))
+        check_choice("precision", config.precision, PRECISIONS)
         if not 0.0 < config.alpha <= 1.0:
             raise UserError(f"alpha must be in (0, 1], got {config.alpha}")
         for name in ("lr", "batch_size"):
@@ -210,15 +216,27 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
     config = config.resolve()
     stream = build_stream(
         config.stream, n_tasks=config.tasks, train_per_task=config.train_per_task,
-        test_per_task=config.test_per_task, order=config.order, seed=config.seed,
+        test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
+        download=config.download,
     )  # fmt: skip
     backbone = build_backbone(
-        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from
-    )
+        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
+        pretrained=config.pretrained,
+    )  # fmt: skip
+    device = resolve_device(config.device)
+    if backbone.pixels_in_top:  # CLIP: the trunk's blocks (if any) run on the device too
+        backbone.model.to(device)
+    train = [trunk_features(backbone, t.train_images, progress=progress).to(device) for t in stream.tasks]
+    test = [trunk_features(backbone, t.test_images, progress=progress).to(device) for t in stream.tasks]
+    backbone.top.to(device)
+    if backbone.pixels_in_top:
+        backbone.top.autocast = autocast_dtype(config.precision, device)
     named = dict(backbone.top.named_parameters())
     theta0 = {n: named[n].detach().clone() for n in (*backbone.trainable, backbone.bias)}
-    train = [trunk_features(backbone, t.train_images, progress=progress) for t in stream.tasks]
-    test = [trunk_features(backbone, t.test_images, progress=progress) for t in stream.tasks]
+    if hasattr(backbone.model, "encode_text"):  # open_clip CLIP: zero-shot text heads, as the authors
+        if config.center:
+            raise UserError("center applies to prototype heads, not to CLIP's text heads: drop center")
+        return Prepared(config, stream, backbone, theta0, train, test, text_heads(backbone, stream), None)
     embed = forward_fn(backbone.top, theta0, tangent=False)
     with torch.inference_mode():
         embeddings = [embed(theta0, x).clone() for x in train]
@@ -232,6 +250,23 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
         first = stream.tasks[0]
         heads = [prototype_head(embeddings[0], first.train_labels, first.classes, center)] * len(stream.tasks)
     return Prepared(config, stream, backbone, theta0, train, test, heads, center)
+
+
+def text_heads(backbone: Backbone, stream: TaskStream) -> list[Tensor]:
+    """CLIP zero-shot heads from class names: CIL, task t's classes (the pipeline concatenates the seen ones for
+    evaluation); DIL, one all-class head for every task."""
+    import open_clip
+
+    tokenizer = open_clip.get_tokenizer(backbone.settings["open_clip"])
+    templates = templates_for(stream.name)
+
+    def head(classes: Sequence[int]) -> Tensor:
+        names = [stream.class_names[c] for c in classes]
+        return zero_shot_text_head(backbone.model, tokenizer, names, templates)
+
+    if stream.setting == "cil":
+        return [head(t.classes) for t in stream.tasks]
+    return [head(stream.tasks[0].classes)] * len(stream.tasks)
 
 
 def head_for(prep: Prepared, tasks: Sequence[int]) -> tuple[Tensor, list[int]]:
@@ -261,7 +296,7 @@ def test_logits(
     index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
     index[torch.tensor(classes)] = torch.arange(len(classes))
     features = torch.cat([prep.test_features[i] for i in tasks])
-    labels = index[torch.cat([prep.stream.tasks[i].test_labels for i in tasks])]
+    labels = index[torch.cat([prep.stream.tasks[i].test_labels for i in tasks])].to(features.device)
     with torch.no_grad():
         logits = torch.cat([
             head_logits(forward(params, features[i : i + batch_size]), head, prep.config.logit_scale, prep.center)
@@ -311,7 +346,7 @@ def _train_task(
     task_forward = lambda p, x: forward({**p, **bias}, x)  # noqa: E731
     classify = lambda z: head_logits(z, head, config.logit_scale, prep.center)  # noqa: E731
     result = fine_tune(
-        task_forward, trainable, features, index[labels], classify,
+        task_forward, trainable, features, index[labels].to(features.device), classify,
         steps=steps, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay,
         betas=(0.9, config.beta2), grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
         cosine=config.cosine, seed=seed, progress=bar.update, penalty=penalty,
