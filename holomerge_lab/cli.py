@@ -42,6 +42,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
     p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
     p.add_argument("--backbone", default="effnet-lite0")
+    p.add_argument(
+        "--pretrained", help="CLIP weights: an open_clip tag (default openai), a checkpoint PATH, or random"
+    )
+    p.add_argument(
+        "--trainable-from", type=int, help="first trained block (earlier blocks: frozen, cached trunk)"
+    )
+    p.add_argument(
+        "--data-root", help="folder of cifar100 / imagenet-r / domainnet / office-home / office-31"
+    )
+    p.add_argument("--download", action="store_true", default=None, help="let torchvision fetch CIFAR-100")
+    p.add_argument("--device", help="auto (default: CUDA when available) | cpu | cuda")
+    p.add_argument("--precision", help="auto (bf16 on a GPU that has it) | fp32 | bf16 | fp16")
     p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
     p.add_argument(
         "--center", action="store_true", help="center features by the first task's mean θ0 feature"
