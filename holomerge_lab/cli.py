@@ -41,6 +41,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
     p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
+    p.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size")
     p.add_argument("--backbone", default="effnet-lite0")
     p.add_argument(
         "--pretrained", help="CLIP weights: an open_clip tag (default openai), a checkpoint PATH, or random"
