@@ -86,7 +86,7 @@ def fisher_weighted_merge(
         w_prev = (1 - alpha) * (prev_weight[k] + eps)
         w_new = alpha * (new_weight[k] + eps)
         total = w_prev + w_new
-        weighted = (w_prev * prev[k] + w_new * new[k]) / total.clamp_min(torch.finfo(total.dtype).tiny)
+        weighted = (w_prev * prev[k] + w_new * new[k]) / torch.where(total > 0, total, torch.ones_like(total))
         merged[k] = torch.where(total > 0, weighted, torch.lerp(prev[k], new[k], alpha))
         carried_weight[k] = (1 - alpha) * prev_weight[k] + alpha * new_weight[k]
     return merged, carried_weight
