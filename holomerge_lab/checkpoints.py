@@ -1,0 +1,100 @@
+"""Checkpoints of a continual run: the carried state after every task, written so that nothing is ever half-saved.
+
+A kernel that dies on task 14 of 20 should cost one task, not fourteen. After each task the run writes
+`task-NNN.pt` (tensors and plain values only, so it loads with `weights_only=True`): the merge rule's carried state,
+the accuracy matrix so far, the config, the backbone and the package versions. Files are written to a temporary
+name and renamed (atomic on POSIX), and the previous task's file is kept until the next one is safe, so a damaged
+newest file still leaves a good one behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import UserError
+
+FORMAT = 1
+KEEP = 2  # the newest checkpoints kept on disk
+
+
+def versions() -> dict[str, str]:
+    return {"holomerge_lab": __version__, "torch": torch.__version__.split("+")[0], "format": str(FORMAT)}
+
+
+def checkpoint_path(directory: Path, task: int) -> Path:
+    return Path(directory) / f"task-{task + 1:03d}.pt"
+
+
+def save_checkpoint(directory: Path, task: int, state: dict) -> Path:
+    """Write the state after `task` (0-based) atomically, then drop checkpoints older than the last KEEP."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_path(directory, task)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({**state, "task": task, "versions": versions()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in sorted(directory.glob("task-*.pt"))[:-KEEP]:
+        old.unlink()
+    return path
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load one checkpoint, refusing a damaged file with a message that says what to do."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # truncated, corrupted, or not a checkpoint at all
+        raise UserError(
+            f"checkpoint {path} is damaged or not a holomerge_lab checkpoint ({type(e).__name__}); delete it to "
+            "resume from the one before it, or start the run again without --resume"
+        ) from None
+    if not isinstance(state, dict) or "task" not in state or "config" not in state:
+        raise UserError(
+            f"{path} is not a holomerge_lab checkpoint (no task/config); delete it or pick another folder"
+        )
+    return state
+
+
+def check_compatible(state: dict, config: dict, path: Path) -> None:
+    """Refuse a checkpoint written by another run: name every setting and version that differs."""
+    differences = [
+        f"{key}: checkpoint {state['config'].get(key)!r}, now {value!r}"
+        for key, value in config.items()
+        if state["config"].get(key) != value
+    ]
+    differences += [
+        f"{key} version: checkpoint {state['versions'].get(key)!r}, now {value!r}"
+        for key, value in versions().items()
+        if state.get("versions", {}).get(key) != value
+    ]
+    if differences:
+        raise UserError(
+            f"checkpoint {path} belongs to a different run ({'; '.join(differences)}); resume with the same "
+            "settings, or use another output folder"
+        )
+
+
+def latest_checkpoint(directory: Path, config: dict) -> tuple[dict | None, list[str]]:
+    """The newest checkpoint in `directory` that loads and matches `config` (None if there is none), and a
+    message for every newer file that had to be skipped because it was damaged."""
+    skipped = []
+    for path in sorted(Path(directory).glob("task-*.pt"), reverse=True):
+        try:
+            state = load_checkpoint(path)
+        except UserError as e:
+            skipped.append(str(e))
+            continue
+        check_compatible(state, config, path)
+        return state, skipped
+    return None, skipped
