@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .linearize import forward_fn
 from .merging import Params, interpolate
-from .pipeline import Prepared, test_logits
+from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
 
 
 def barrier_height(
@@ -116,3 +117,29 @@ def task_predictor(prep: Prepared, forward: Callable[..., Tensor], tasks: Sequen
 def straight_path(steps: int) -> list[float]:
     """`steps` evenly spaced α in [0, 1], both ends included."""
     return torch.linspace(0, 1, max(2, steps)).tolist()
+
+
+def standard_and_tangent_paths(
+    prep: Prepared, pair: Sequence[int], alphas: Sequence[float], *, config: RunConfig | None = None
+) -> dict[str, dict]:
+    """Fine-tune both tasks of `pair` from θ0, standard and tangent, and walk each pair's path (`pair_path`).
+    Each entry also holds `forward` (f or f_lin, how its models are evaluated) and `models` (θa, θb)."""
+    paths = {}
+    for name, tangent in (("standard", False), ("tangent", True)):
+        forward = forward_fn(prep.backbone.top, prep.theta0, tangent=tangent)
+        a, _ = fine_tune_task(prep, pair[0], tangent=tangent, config=config)
+        b, _ = fine_tune_task(prep, pair[1], tangent=tangent, config=config)
+        path = pair_path(prep, forward, a.params, b.params, list(pair), alphas)
+        paths[name] = {**path, "forward": forward, "models": (a.params, b.params)}
+    return paths
+
+
+def barriers(paths: Mapping[str, Mapping[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Loss and accuracy barrier of each path."""
+    return {
+        name: {
+            "loss barrier": barrier_height(p["alpha"], p["loss"]),
+            "accuracy barrier": barrier_height(p["alpha"], p["accuracy"], higher_is_better=True),
+        }
+        for name, p in paths.items()
+    }

@@ -95,3 +95,20 @@ def test_task_predictor_uses_each_tasks_own_head(small_prepared):
             forward(prep.theta0, prep.test_features[2]), prep.heads[2], prep.config.logit_scale
         )
     assert torch.equal(predict(0, prep.theta0), logits.argmax(1))
+
+
+def test_standard_and_tangent_paths_walk_the_fine_tuned_pairs(small_prepared):
+    prep = small_prepared
+    paths = landscape.standard_and_tangent_paths(prep, [0, 2], [0.0, 1.0])
+    for name, tangent in (("standard", False), ("tangent", True)):
+        b, _ = fine_tune_task(prep, 2, tangent=tangent)
+        assert all(torch.equal(b.params[k], paths[name]["models"][1][k]) for k in b.params)
+        assert paths[name]["accuracy task 3"][-1] == pytest.approx(
+            landscape.pair_path(prep, paths[name]["forward"], b.params, b.params, [0, 2], [0.0])[
+                "accuracy task 3"
+            ][0]
+        )
+    heights = landscape.barriers(paths)
+    assert (
+        set(heights) == {"standard", "tangent"} and heights["standard"]["loss barrier"] == 0.0
+    )  # two points
