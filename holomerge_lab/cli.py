@@ -64,6 +64,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-loss", help="mse | l1 | cosine")
     p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue an interrupted run whose --out was DIR"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per run on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -108,10 +111,14 @@ def _claim(out: Path, names: Sequence[str], force: bool) -> None:
         )
 
 
+def _stem(label: str) -> str:
+    return label.replace(" ", "_")
+
+
 def _save(results, args: argparse.Namespace, command: str) -> None:
     from .viz import write_report
 
-    names = [f"{r.label.replace(' ', '_')}.json" for r in results]
+    names = [f"{_stem(r.label)}.json" for r in results]
     for name, result in zip(names, results, strict=True):
         (args.out / name).write_text(json.dumps(result.to_json(), indent=1))
     report = write_report(results, args.out / "report.html", command=command)
@@ -132,13 +139,32 @@ def _run(args: argparse.Namespace, command: str) -> None:
         configs = compare_configs(config, methods)
         for c in configs:
             c.resolve()
+    if args.resume is not None:
+        if args.out is not None and args.out != args.resume:
+            raise UserError(
+                f"--resume {args.resume} and --out {args.out} differ; a run resumes in its own folder"
+            )
+        if not args.resume.is_dir():
+            raise UserError(
+                f"nothing to resume: {args.resume} is not a folder (it is the --out of the earlier run)"
+            )
+        args.out = args.resume
     if args.out is not None:
-        _claim(args.out, [f"{c.label.replace(' ', '_')}.json" for c in configs] + ["report.html"], args.force)
+        names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
+        if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
+            names += [f"checkpoints/{_stem(c.label)}" for c in configs]
+        _claim(args.out, names, args.force)
         args.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(config, progress=not args.quiet)
     results = []
     for c in configs:
-        results.append(run(c, prepared, progress=not args.quiet))
+        folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
+        if folder is not None and args.force and args.resume is None and folder.exists():
+            for old in folder.glob("task-*.pt"):
+                old.unlink()
+        results.append(
+            run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
+        )
         if args.json:
             print(json.dumps(results[-1].to_json()), flush=True)
     if not args.json:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .align import align
 from .backbones import PRECISIONS, Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
+from .checkpoints import latest_checkpoint, save_checkpoint
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
 from .finetune import ewc_penalty, fine_tune
@@ -439,11 +442,17 @@ def run(
     *,
     progress: bool = True,
     observe: Observer | None = None,
+    checkpoints: Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """One method on one stream: the accuracy matrix after every task, with what was carried between tasks.
 
     `observe`, if given, sees every merge as it happens (see `Merge`): the analyses of probes.py read the models
-    around a merge from it instead of repeating this loop."""
+    around a merge from it instead of repeating this loop.
+
+    `checkpoints`, a folder: the carried state is saved there after every task (checkpoints.py); with `resume`,
+    the run continues after the newest good checkpoint of the same settings, with the same result as a run that
+    was never interrupted (every random draw is seeded per task)."""
     config = config.resolve()
     prep = prepared if prepared is not None else prepare(config, progress=progress)
     began = time.perf_counter()
@@ -458,10 +467,22 @@ def run(
     fine_tunes = {"zero-shot": 0, "joint": n}.get(config.method, n)
     steps = config.steps or config.epochs * math.ceil(len(prep.train_features[0]) / config.batch_size)
     bar = tqdm(total=fine_tunes * steps, desc=config.label, disable=not progress, leave=False)
+    settings_json = _jsonable(dataclasses.asdict(config))
+    first, elapsed = 0, 0.0
+    if checkpoints is not None and resume:
+        state, skipped = latest_checkpoint(checkpoints, settings_json)
+        for message in skipped:
+            warnings.warn(message, stacklevel=2)
+        if state is not None:
+            first, elapsed = state["task"] + 1, state["seconds"]
+            carried = state["carried"] or None
+            matrix = state["acc_matrix"].numpy().copy()
+            joint, carried_bytes, losses = state["joint_accuracy"], state["state_bytes"], state["losses"]
+            bar.update(min(first, fine_tunes) * steps)
     if config.method == "joint":
         model, task_losses = _train_task(prep, config, forward, prep.theta0, None, bar, config.seed)
-        losses.append(task_losses)
-    for t in range(n):
+        losses[:] = [task_losses]
+    for t in range(first, n):
         if config.method == "zero-shot":
             served = prep.theta0
         elif config.method == "joint":
@@ -505,12 +526,18 @@ def run(
             matrix[t, : t + 1], joint_accuracy = evaluate(prep, forward, served, t)
             joint.append(joint_accuracy)
         carried_bytes.append(metrics.state_bytes(*(carried or {"merged": served}).values()))
+        if checkpoints is not None:
+            save_checkpoint(checkpoints, t, {
+                "config": settings_json, "backbone": config.backbone, "carried": carried or {},
+                "acc_matrix": torch.from_numpy(matrix), "joint_accuracy": joint, "state_bytes": carried_bytes,
+                "losses": losses, "seconds": elapsed + time.perf_counter() - began,
+            })  # fmt: skip
     bar.close()
     return RunResult(
         method=config.method, label=config.label, stream=config.stream, backbone=config.backbone,
         stages=config.stages, seed=config.seed, acc_matrix=matrix, joint_accuracy=joint,
-        state_bytes=carried_bytes, seconds=time.perf_counter() - began, losses=losses,
-        config=_jsonable(dataclasses.asdict(config)),
+        state_bytes=carried_bytes, seconds=elapsed + time.perf_counter() - began, losses=losses,
+        config=settings_json,
     )  # fmt: skip
 
 
