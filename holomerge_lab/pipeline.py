@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class RunConfig:
 
     def resolve(self) -> RunConfig:
         """A copy with the preset's values, then the defaults, filled into every field left as None."""
+        _check_types(self)
         check_choice("preset", self.preset, PRESETS)
         check_choice("method", self.method, METHODS)
         check_choice("stream", self.stream, STREAMS)
@@ -139,9 +141,12 @@ class RunConfig:
         check_choice("precision", config.precision, PRECISIONS)
         if not 0.0 < config.alpha <= 1.0:
             raise UserError(f"alpha must be in (0, 1], got {config.alpha}")
-        for name in ("lr", "batch_size"):
-            if getattr(config, name) <= 0:
+        for name in ("lr", "batch_size", "steps", "epochs", "tasks", "train_per_task", "test_per_task"):
+            if getattr(config, name) is not None and getattr(config, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(config, name)}")
+        for name in ("weight_decay", "align_lr", "align_steps", "warmup_steps", "eps", "scale"):
+            if getattr(config, name) is not None and getattr(config, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
         if config.steps is None and config.epochs is None:
             raise UserError("set steps (per task) or epochs")
         return config
@@ -156,6 +161,21 @@ class RunConfig:
         if self.method != "holistic" or all(self.stages.values()):
             return self.method
         return "holistic −" + "−".join(name for name, on in self.stages.items() if not on)
+
+
+def _check_types(config: RunConfig) -> None:
+    """Each field holds a value of its annotated type (an int is a fine float; a bool is not a number)."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(config):
+        value, allowed = getattr(config, f.name), typing.get_args(hints[f.name]) or (hints[f.name],)
+        kinds = tuple(typing.get_origin(a) or a for a in allowed)
+        if float in kinds:
+            kinds += (int,)
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(
+                "None" if k is type(None) else k.__name__ for k in kinds if k is not int or float not in kinds
+            )
+            raise UserError(f"{f.name} must be {names}, got {value!r} ({type(value).__name__})")
 
 
 @dataclass

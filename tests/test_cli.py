@@ -54,6 +54,17 @@ BAD_INPUTS = [
     (["run", "--align-teacher", "oracle"], "previous"),
     (["compare", "--methods", "holistic", "magic"], "magic"),
     (["frobnicate"], "invalid choice"),
+    (["run", "--steps", "0"], "at least 1"),
+    (["run", "--lr", "-1"], "lr must be positive"),
+    (["run", "--lr", "fast"], "invalid float"),
+    (["run", "--seed", "-1"], "seed"),
+    (["run", "--stream", "split-digits", "--test-per-task", "100000"], "test_per_task"),
+    (["run", "--align-loss", "huber"], "cosine"),
+    (["run", "--align-parameter", "weights"], "projection"),
+    (["run", "--stream", "split-mnist", "--tasks", "6"], "n_tasks"),
+    (["run", "--resume", "/nonexistent/run"], "nothing to resume"),
+    (["run", "--resume", "/tmp", "--out", "/var/tmp"], "differ"),
+    (["run", "--train-per-task", "0"], "at least 1"),
 ]
 
 

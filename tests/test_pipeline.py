@@ -90,6 +90,12 @@ def test_compare_rows_include_the_holistic_ablations():
         (dict(lr=-1.0), "lr"),
         (dict(variant="exact"), "faithful"),
         (dict(align_parameter="weights"), "bias"),
+        (dict(alpha="0.5"), "alpha must be float"),
+        (dict(tasks=2.5), "tasks must be int"),
+        (dict(pre="yes"), "pre must be bool"),
+        (dict(seed=True), "seed must be int"),
+        (dict(steps=0), "steps must be positive"),
+        (dict(weight_decay=-0.1), "weight_decay must not be negative"),
     ],
 )
 def test_bad_config_is_a_user_error(overrides, message):
