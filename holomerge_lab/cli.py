@@ -87,6 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(compare)
     commands.add_parser("list", help="the streams, methods, backbones and presets")
+    sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
+    sweep.add_argument("--method", default="holistic")
+    sweep.add_argument(
+        "--stages", nargs="+", default=["pre,during,post"], help="each: a comma list of stages, or none"
+    )
+    sweep.add_argument("--alphas", nargs="+", type=float, help="merge weights α (default: the preset's)")
+    sweep.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
+    sweep.add_argument(
+        "--orders", nargs="+", default=["default"], help="each: default, or a comma list of task ids"
+    )
+    sweep.add_argument("--workers", type=_positive_int, help="local processes (default: one per core)")
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local, or a cluster address")
+    _add_run_options(sweep)
+    bench = commands.add_parser("bench", help="speed and memory measurements (benchmarks/RESULTS.md)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100])
+    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds per ratio")
     return parser
 
 
@@ -188,12 +205,52 @@ def _list() -> None:
         print(f"{title}: {', '.join(names)}")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from .sweep import grid, parse_order, parse_stages, sweep, sweep_table
+    from .viz import format_table
+
+    configs = grid(
+        _config(args), stages=[parse_stages(s) for s in args.stages], alphas=args.alphas or [None],
+        seeds=args.seeds or [None], orders=[parse_order(o) for o in args.orders],
+    )  # fmt: skip
+    if args.out is not None:
+        _claim(args.out, ["sweep.json"], args.force)
+    results = sweep(configs, workers=args.workers, ray_address=args.ray)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(format_table(sweep_table(results)))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "sweep.json").write_text(json.dumps(results, indent=1))
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from .bench import bench, dumps
+
+    results = bench(memory_tasks=args.memory_tasks, rounds=args.rounds)
+    if args.json:
+        print(dumps(results))
+        return
+    for key in (
+        "linear_step_ratio",
+        "linear_step_ratio_tiny_clip",
+        "fisher_speedup",
+        "carried_bytes_by_tasks",
+    ):
+        print(f"{key}: {results[key]}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
             _list()
+        elif args.command == "sweep":
+            _sweep(args)
+        elif args.command == "bench":
+            _bench(args)
         else:
             _run(args, "holomerge-lab " + shlex.join(argv))
     except UserError as e:
