@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UserError, check_choice
+
+# efficientnet-lite-pytorch scripts its activation with torch.jit (on first use under jvp), which torch now
+# deprecates; the warning is about that package's code, not the user's, and would otherwise open every run.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
