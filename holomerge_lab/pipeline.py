@@ -23,6 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import metrics
+from .align import LOSSES as ALIGNMENT_LOSSES
 from .align import align
 from .backbones import PRECISIONS, Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
 from .checkpoints import latest_checkpoint, save_checkpoint
@@ -53,9 +54,9 @@ METHODS: dict[str, tuple[str | None, str]] = {
 
 PRESETS: dict[str, dict] = {
     # CPU, a few minutes for a whole comparison on the embedded benchmark
-    "quick": dict(steps=100, lr=1e-4, batch_size=64, train_per_task=1000, test_per_task=None, align_steps=20),
+    "quick": dict(steps=100, lr=1e-4, batch_size=64, max_train_per_task=1000, align_steps=20),
     # CPU, the embedded benchmark's real numbers: all data, more steps
-    "full": dict(steps=300, lr=1e-4, batch_size=64, train_per_task=None, test_per_task=None, align_steps=50),
+    "full": dict(steps=300, lr=1e-4, batch_size=64, align_steps=50),
     # the authors' code settings (method.md): meant for CLIP on a GPU
     "paper": dict(
         steps=None, epochs=10, lr=1e-5, batch_size=128, weight_decay=0.1, warmup_steps=500, cosine=True,
@@ -76,7 +77,8 @@ class RunConfig:
     post: bool = True  # stage 3: representation alignment after each merge
     preset: str = "quick"
     tasks: int | None = None
-    train_per_task: int | None = None
+    train_per_task: int | None = None  # None: all a task has (DIL: an equal share of the source)
+    max_train_per_task: int | None = None  # with train_per_task None: at most this many (presets set it)
     test_per_task: int | None = None
     order: Sequence[int] | None = None
     seed: int | None = None
@@ -138,10 +140,20 @@ class RunConfig:
         check_choice("Fisher kind", config.fisher_kind, KINDS)
         check_choice("alignment parameter", config.align_parameter, ("bias", "projection"))
         check_choice("alignment teacher", config.align_teacher, ("previous", "current"))
+        check_choice("alignment loss", config.align_loss, ALIGNMENT_LOSSES)
         check_choice("precision", config.precision, PRECISIONS)
         if not 0.0 < config.alpha <= 1.0:
             raise UserError(f"alpha must be in (0, 1], got {config.alpha}")
-        for name in ("lr", "batch_size", "steps", "epochs", "tasks", "train_per_task", "test_per_task"):
+        for name in (
+            "lr",
+            "batch_size",
+            "steps",
+            "epochs",
+            "tasks",
+            "train_per_task",
+            "test_per_task",
+            "max_train_per_task",
+        ):
             if getattr(config, name) is not None and getattr(config, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(config, name)}")
         for name in ("weight_decay", "align_lr", "align_steps", "warmup_steps", "eps", "scale"):
@@ -237,11 +249,22 @@ class RunResult:
 def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
     """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
     config = config.resolve()
-    stream = build_stream(
-        config.stream, n_tasks=config.tasks, train_per_task=config.train_per_task,
-        test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
-        download=config.download,
-    )  # fmt: skip
+
+    def stream_of(train_per_task: int | None) -> TaskStream:
+        return build_stream(
+            config.stream, n_tasks=config.tasks, train_per_task=train_per_task,
+            test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
+            download=config.download,
+        )  # fmt: skip
+
+    stream = stream_of(config.train_per_task)
+    cap = config.max_train_per_task
+    if (
+        config.train_per_task is None
+        and cap is not None
+        and min(len(t.train_labels) for t in stream.tasks) > cap
+    ):
+        stream = stream_of(cap)
     backbone = build_backbone(
         config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
         pretrained=config.pretrained,
