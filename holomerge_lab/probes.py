@@ -145,3 +145,14 @@ def step_embedding(
     if not sets:
         raise UserError(f"none of the classes {classes} occur in task {step.task + 1}'s old or new data")
     return joint_tsne(sets, perplexity=perplexity, seed=seed), labels
+
+
+def discrepancy_trend(
+    steps: list[AlignmentStep], data: str = "old", model: str = "merged", loss: str = "mse"
+) -> tuple[float, float, float]:
+    """Does the discrepancy grow along the stream? (least-squares slope per task, first value, last value)."""
+    if len(steps) < 2:
+        raise UserError("a trend needs at least two merges (three tasks)")
+    values = np.array([s.discrepancy[data][model][loss] for s in steps])
+    slope = np.polyfit([s.task for s in steps], values, 1)[0]
+    return float(slope), float(values[0]), float(values[-1])

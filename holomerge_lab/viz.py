@@ -27,8 +27,9 @@ def setup_renderer() -> str:
         name = "colab"
     elif "VSCODE_PID" in os.environ or "VSCODE_CWD" in os.environ:
         name = "vscode"
-    else:  # JupyterLab / Notebook 7 (mimetype), with the JS embedded so exported HTML still shows figures
-        name = "plotly_mimetype+notebook"
+    else:  # JupyterLab / Notebook 7 / Voilà. Not "+notebook": it puts all of plotly.js (~4.8 MB) into every
+        # figure shown in an ipywidgets.Output, which stalls the kernel's output capture (and nbclient) for minutes
+        name = "plotly_mimetype"
     pio.renderers.default = name
     return name
 
@@ -139,7 +140,7 @@ def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> 
         n = len(r.acc_matrix)
         figure.add_trace(
             go.Heatmap(
-                z=r.acc_matrix, x=[f"T{j + 1}" for j in range(n)], y=[f"after {j + 1}" for j in range(n)],
+                z=r.acc_matrix.tolist(), x=[f"T{j + 1}" for j in range(n)], y=[f"after {j + 1}" for j in range(n)],
                 zmin=0, zmax=1, colorscale="Viridis", showscale=i == 0, colorbar=dict(title="acc"),
             ),
             row=i // columns + 1, col=i % columns + 1,
@@ -188,7 +189,7 @@ def tsne_figure(coords: dict[str, np.ndarray], labels: dict[str, np.ndarray], ti
     for name, xy in coords.items():
         model, data = name.split("/")
         figure.add_scatter(
-            x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{model} on {data} data",
+            x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers", name=f"{model} on {data} data",
             text=[f"class {c}" for c in labels[name]], opacity=0.6,
             marker=dict(color=colours.get(model), symbol=symbols.get(data, "circle"), size=6),
         )  # fmt: skip

@@ -156,6 +156,11 @@ class Panel:
         """The base config with every control's value."""
         return dataclasses.replace(self.base, **{f: w.value for f, w in self.controls.items()})
 
+    @property
+    def prepared(self) -> Prepared | None:
+        """The stream, backbone and features the last run used."""
+        return next(iter(self._prepared.values()), None)
+
     def _prepare(self, config: RunConfig) -> Prepared:
         resolved = config.resolve()
         key = tuple(
@@ -192,8 +197,7 @@ class Panel:
             self.status.value = (
                 f'<span class="hm-error" style="color:#b00">error: {type(e).__name__}: {e}</span>'
             )
-            with self.output:
-                print(self.error)
+            self.output.append_stderr(self.error)  # not `with output: print`: that stalls nbclient's capture
         finally:
             self.running = False
             for button in self.buttons.values():

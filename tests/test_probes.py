@@ -9,7 +9,14 @@ from conftest import small_config
 
 from holomerge_lab.errors import UserError
 from holomerge_lab.pipeline import run
-from holomerge_lab.probes import _old_indices, alignment_trace, alpha_curve, step_embedding
+from holomerge_lab.probes import (
+    AlignmentStep,
+    _old_indices,
+    alignment_trace,
+    alpha_curve,
+    discrepancy_trend,
+    step_embedding,
+)
 from holomerge_lab.tsne import joint_tsne
 
 
@@ -72,3 +79,13 @@ def test_step_embedding_is_the_joint_tsne_of_the_chosen_classes(small_prepared):
         step_embedding(step, [999])
     with pytest.raises(UserError, match="keep"):
         step_embedding(alignment_trace(small_config(), small_prepared)[0])
+
+
+def test_discrepancy_trend_is_the_least_squares_slope():
+    def step(t, value):
+        return AlignmentStep(t, {"old": {"merged": {"mse": value}}}, {})
+
+    steps = [step(1, 1.0), step(2, 3.0), step(4, 7.0)]  # exactly 2·t − 1
+    assert discrepancy_trend(steps) == pytest.approx((2.0, 1.0, 7.0))
+    with pytest.raises(UserError, match="two merges"):
+        discrepancy_trend(steps[:1])
