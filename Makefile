@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # open_clip must never wait on the Hugging Face hub (a missing pretrained tag would hang ~46 s offline)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint lab clean
+.PHONY: demo test lint lab app clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +21,30 @@ $(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Debian's chromium for the browser tests (playwright drives it; never `playwright install`, which downloads one)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "The browser tests need Debian's chromium: run 'sudo apt-get install -y chromium', then make test" >&2; \
+		exit 1; \
+	fi
+
 demo: $(VENV)/.installed
 	$(BIN)/holomerge-lab compare --stream split-animal --preset quick --out results/demo/split-animal --force
 	$(BIN)/holomerge-lab compare --stream rotated-mnist --preset quick --out results/demo/rotated-mnist --force
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(CHROMIUM)
 	$(BIN)/ruff check holomerge_lab tests
 	$(BIN)/python -m pytest
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
+
+# The ablation lab (notebook 06) as a standalone app, on loopback only
+app: $(VENV)/.dev
+	$(BIN)/voila notebooks/06_ablation_lab.ipynb --Voila.ip=127.0.0.1
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

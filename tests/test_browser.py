@@ -1,0 +1,109 @@
+"""The ablation lab (notebook 06) as a person uses it, in headless chromium: in JupyterLab and as the Voilà app.
+
+Each test serves a copy of notebooks/ on 127.0.0.1 (random token, free port, fast mode), lets the notebook run its
+first "Run all 8", then unticks the `post` stage, presses Run, and checks in the page that the results table gains a
+row named for the new run and that the figure's SVG now carries that run's bar. Screenshots: test-output/browser/.
+"""
+
+import shutil
+import time
+
+import pytest
+from browser_support import BIN, ROOT, browser_page, free_port, screenshot, serve, token
+
+pytestmark = pytest.mark.browser
+
+FIRST_RUNS = 15 * 60_000  # ms: kernel start, backbone load and the notebook's own 8 runs on 2 shared cores
+ONE_RUN = 5 * 60_000  # ms: one more run
+
+
+def notebooks(tmp_path):
+    copy = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", copy, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return copy
+
+
+def figure_ticks(page) -> list[str]:
+    """The x-axis labels of the comparison chart, read from the SVG plotly drew in the figure area."""
+    return page.locator(".hm-figure .js-plotly-plot .xtick text").all_text_contents()
+
+
+def untick_post_and_run(page) -> None:
+    """What a reader does in the lab: wait for the panel, switch alignment off, press Run, watch the page."""
+    rows = page.locator("table.hm-results tr")
+    page.locator(".hm-panel").wait_for(timeout=FIRST_RUNS)
+    page.wait_for_function(
+        "document.querySelectorAll('table.hm-results tr').length >= 9", timeout=FIRST_RUNS
+    )  # header + the notebook's 8 runs
+    page.locator(".hm-figure .js-plotly-plot .xtick text").first.wait_for(timeout=ONE_RUN)
+    run = page.locator("button.hm-run")
+    page.wait_for_function("!document.querySelector('button.hm-run').disabled", timeout=ONE_RUN)
+    count, svg, ticks = (
+        rows.count(),
+        page.locator(".hm-figure svg.main-svg").first.inner_html(),
+        figure_ticks(page),
+    )
+    box = page.locator(".hm-post input[type=checkbox]")
+    assert box.is_checked()
+    box.uncheck()
+    began = time.perf_counter()
+    run.click()
+    page.wait_for_function(
+        f"document.querySelectorAll('table.hm-results tr').length === {count + 1}", timeout=ONE_RUN
+    )
+    page.wait_for_function(
+        f"document.querySelectorAll('.hm-figure .js-plotly-plot .xtick text').length === {len(ticks) + 1}",
+        timeout=ONE_RUN,
+    )
+    print(f"the rerun took {time.perf_counter() - began:.1f} s in the page")
+    last = rows.nth(count).locator("td").all_text_contents()
+    assert last[0] == str(count) and "holistic −post" in last  # run number count (rows: header + count - 1)
+    assert figure_ticks(page)[-1] == f"#{count} holistic −post"
+    assert page.locator(".hm-figure svg.main-svg").first.inner_html() != svg
+    assert page.locator(".hm-error").count() == 0
+
+
+def test_ablation_lab_in_jupyterlab(tmp_path):
+    began, secret, port = time.perf_counter(), token(), free_port()
+    directory = notebooks(tmp_path)
+    command = [
+        str(BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={secret}",
+        f"--notebook-dir={directory}", "--allow-root",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    no_news = (
+        tmp_path / "config/lab/user-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings"
+    )
+    no_news.parent.mkdir(parents=True)
+    no_news.write_text('{"fetchNews": "false"}')  # no "news?" pop-up over the screenshot
+    base = f"http://127.0.0.1:{port}"
+    with serve(command, port, tmp_path), browser_page(tmp_path) as page:
+        page.goto(f"{base}/lab/tree/06_ablation_lab.ipynb?token={secret}", timeout=120_000)
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+        page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(
+            timeout=120_000
+        )  # cells sent earlier are lost
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            untick_post_and_run(page)
+        finally:
+            screenshot(page, "jupyterlab-ablation-lab")
+    print(f"JupyterLab browser test: {time.perf_counter() - began:.0f} s")
+
+
+def test_ablation_lab_as_voila_app(tmp_path):
+    began, secret, port = time.perf_counter(), token(), free_port()
+    directory = notebooks(tmp_path)
+    command = [
+        str(BIN / "voila"), str(directory / "06_ablation_lab.ipynb"), "--no-browser", "--Voila.ip=127.0.0.1",
+        f"--port={port}", f"--token={secret}", "--VoilaExecutor.timeout=900",
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with serve(command, port, tmp_path), browser_page(tmp_path) as page:
+        page.goto(f"{base}/?token={secret}", timeout=FIRST_RUNS, wait_until="commit")
+        try:
+            untick_post_and_run(page)
+        finally:
+            screenshot(page, "voila-ablation-lab")
+    print(f"Voila browser test: {time.perf_counter() - began:.0f} s")
