@@ -30,21 +30,27 @@ def checkpoint_path(directory: Path, task: int) -> Path:
     return Path(directory) / f"task-{task + 1:03d}.pt"
 
 
-def save_checkpoint(directory: Path, task: int, state: dict) -> Path:
-    """Write the state after `task` (0-based) atomically, then drop checkpoints older than the last KEEP."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_path(directory, task)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=path.stem, suffix=".tmp")
+def atomic_save(path: Path, state: dict) -> Path:
+    """torch.save to a temporary name in the same folder, then rename: a reader sees the whole file or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({**state, "task": task, "versions": versions()}, f)
+            torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def save_checkpoint(directory: Path, task: int, state: dict) -> Path:
+    """Write the state after `task` (0-based) atomically, then drop checkpoints older than the last KEEP."""
+    directory = Path(directory)
+    path = atomic_save(checkpoint_path(directory, task), {**state, "task": task, "versions": versions()})
     for old in sorted(directory.glob("task-*.pt"))[:-KEEP]:
         old.unlink()
     return path

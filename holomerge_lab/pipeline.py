@@ -9,6 +9,7 @@ for it once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import typing
@@ -34,6 +35,7 @@ from .fisher import KINDS, functional_diagonal_fisher
 from .heads import head_logits, prototype_head, templates_for, zero_shot_text_head
 from .linearize import forward_fn
 from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
+from .task_cache import cached_task, task_key
 
 # Method name -> (merge rule, where fine-tuning of task t starts: the merged model θ̄(t−1), θ0, or the previous
 # task's fine-tuned model θ(t−1)). "holistic" picks its rule from the stages.
@@ -462,6 +464,24 @@ def _align(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: 
     )  # fmt: skip
 
 
+# The settings `_train_task` reads, besides the data and the start point
+TRAINING_FIELDS = (
+    "backbone", "image_size", "trainable_from", "pretrained", "device", "precision", "steps", "epochs", "lr",
+    "batch_size", "weight_decay", "beta2", "grad_clip", "warmup_steps", "cosine", "logit_scale",
+)  # fmt: skip
+
+
+def _task_inputs(prep: Prepared, config: RunConfig, start: Params, t: int, fisher: bool) -> dict:
+    """Everything that decides fine-tuning task t from `start` (the task cache's key)."""
+    task = prep.stream.tasks[t]
+    return {
+        "features": prep.train_features[t], "labels": task.train_labels, "classes": list(task.classes),
+        "head": prep.heads[t], "center": prep.center, "theta0": prep.theta0, "start": start, "tangent": config.pre,
+        "seed": config.seed + 1000 * t, "settings": {f: getattr(config, f) for f in TRAINING_FIELDS},
+        "fisher": [config.fisher_kind, config.fisher_examples] if fisher else None,
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Merge:
     """One merge inside `run`, for observers: what was carried in, the new task's model, and the result."""
@@ -487,6 +507,7 @@ def run(
     observe: Observer | None = None,
     checkpoints: Path | None = None,
     resume: bool = False,
+    task_cache: Path | None = None,
 ) -> RunResult:
     """One method on one stream: the accuracy matrix after every task, with what was carried between tasks.
 
@@ -495,7 +516,10 @@ def run(
 
     `checkpoints`, a folder: the carried state is saved there after every task (checkpoints.py); with `resume`,
     the run continues after the newest good checkpoint of the same settings, with the same result as a run that
-    was never interrupted (every random draw is seeded per task)."""
+    was never interrupted (every random draw is seeded per task).
+
+    `task_cache`, a folder: fine-tuned task models are stored there and reused whenever a task's fine-tuning would
+    see exactly the same inputs again (task_cache.py says which toggles can reuse what)."""
     config = config.resolve()
     prep = prepared if prepared is not None else prepare(config, progress=progress)
     began = time.perf_counter()
@@ -538,10 +562,17 @@ def run(
             penalty = None
             if rule_name == "ewc" and carried is not None:
                 penalty = ewc_penalty(carried["merged"], carried["weight"], config.ewc_strength)
-            task, task_losses = _train_task(
-                prep, config, forward, start, t, bar, config.seed + 1000 * t,
+            train = functools.partial(
+                _train_task, prep, config, forward, start, t, bar, config.seed + 1000 * t,
                 penalty=penalty, fisher=rule_name in NEEDS_FISHER,
             )  # fmt: skip
+            if task_cache is None or penalty is not None:  # EWC's penalty depends on the whole history
+                task, task_losses = train()
+            else:
+                inputs = _task_inputs(prep, config, start, t, rule_name in NEEDS_FISHER)
+                device = next(iter(start.values())).device
+                task, task_losses, hit = cached_task(task_cache, task_key(inputs), train, device)
+                bar.update(steps if hit else 0)
             losses.append(task_losses)
             if config.method == "individual":
                 served = task.params
