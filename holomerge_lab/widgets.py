@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from IPython.display import display
 
 from .align import LOSSES
-from .data import STREAMS
+from .data import STREAMS, cache_dir
 from .errors import UserError
 from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
 from .viz import comparison_figure, html_table, results_table
@@ -92,7 +92,14 @@ def numbered_comparison(results: Sequence[RunResult]) -> go.Figure:
 
 
 def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunResult:
-    return run(config, prepared, progress=progress)
+    """`pipeline.run` with the disk cache of fine-tuned tasks: toggling the merge or the alignment reruns fast."""
+    return run(config, prepared, progress=progress, task_cache=cache_dir() / "task-models")
+
+
+def fine_tune_steps(config: RunConfig) -> int | None:
+    """The fine-tuning steps of a run without the cache (None when set by epochs: the data decides)."""
+    resolved = config.resolve()
+    return resolved.steps * resolved.tasks if resolved.steps and resolved.tasks else None
 
 
 class Panel:
@@ -127,6 +134,7 @@ class Panel:
         self.figures: list[go.Figure] = []
         self.error: str | None = None
         self.running = False
+        self.seconds_per_step: float | None = None  # measured: fine-tuning dominates a run's time
         self._prepared: dict[tuple, Prepared] = {}
         self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
         for name, button in self.buttons.items():
@@ -181,6 +189,7 @@ class Panel:
         self.status.value = ""
         try:
             configs = self.plans[name](self.config())
+            self.status.value = self.estimate(configs)
             extra = {k: w.value for k, w in self.extra.items()}
             self.bar.max, self.bar.value = len(configs), 0
             for i, config in enumerate(configs):
@@ -189,6 +198,9 @@ class Panel:
                     result = self.execute(config, self._prepare(config), self.progress, **extra)
                 self.log.clear_output()
                 self.results.append(result)
+                steps = fine_tune_steps(config)
+                if isinstance(result, RunResult) and steps:  # the slowest so far: cached runs are faster
+                    self.seconds_per_step = max(self.seconds_per_step or 0.0, result.seconds / steps)
                 self.bar.value = i + 1
                 self.bar.description = f"{i + 1}/{len(configs)}"
                 self._redraw()
@@ -202,6 +214,16 @@ class Panel:
             self.running = False
             for button in self.buttons.values():
                 button.disabled = False
+
+    def estimate(self, configs: Sequence[RunConfig]) -> str:
+        """The time a plan may take, from its fine-tuning steps × the slowest step time measured so far."""
+        steps = [fine_tune_steps(c) for c in configs]
+        if self.seconds_per_step is None or None in steps:
+            return ""
+        seconds = sum(steps) * self.seconds_per_step
+        return (
+            f'<span class="hm-estimate">up to ≈{seconds:.0f} s (cached fine-tuned tasks are skipped)</span>'
+        )
 
     def _redraw(self) -> None:
         self.table.value = html_table(self.rows(self.results), "hm-results")
