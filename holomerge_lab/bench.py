@@ -198,11 +198,14 @@ def _memory_for_tasks(tasks: int, methods: Sequence[str], overrides: dict) -> di
     config = RunConfig(stream="rotated-mnist", tasks=tasks, **overrides)
     prep = prepare(config, progress=False)
     prepared_rss = _rss_bytes()
-    carried = {}
+    carried, peaks = {}, {}
     for method in methods:
         carried[method] = run(dataclasses.replace(config, method=method), prep, progress=False).state_bytes
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
-    return {"tasks": tasks, "carried": carried, "rss_after_prepare": prepared_rss, "peak_rss": peak}
+        peaks[method] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    return {
+        "tasks": tasks, "carried": carried, "rss_after_prepare": prepared_rss, "peak_rss": peaks[methods[-1]],
+        "peak_rss_after_method": peaks,
+    }  # fmt: skip
 
 
 def _rss_bytes() -> int:
