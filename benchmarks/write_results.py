@@ -147,13 +147,26 @@ NOTES = """## Notes
 times forward (f(x; θ0), J·dθ through the weights, J·dx through the input) and the backward runs only through the
 tangent path. On EfficientNet-Lite0's top that is 12 convolutions forward and 7 backward per step against 4 and 4 (plus
 4 BatchNorm backwards, the slowest op of the standard step): about 1.2–1.5×, inside the target. The ratio moves with
-the load of this shared 2-core machine (1.51× at load 4.5, 1.15× at load 3.8 in two runs of the same command; a quiet
-machine gave 1.2×). On the tiny ViT the model is so small that per-op costs dominate: the tangent step runs 1.9× more
+the load of this shared 2-core machine (1.51× at load 4.5, 1.15× at load 3.8, 1.43× at load 1.4 in three runs of the
+same command; a quiet machine gave 1.2×). On the tiny ViT the model is so small that per-op costs dominate: the tangent step runs 1.9× more
 matmul time (mm + bmm + addmm), a math-backend attention (forward-mode AD does not go through the fused CPU flash
 attention the standard step uses: `_scaled_dot_product_flash_attention_for_cpu` vs `bmm`), and forward-AD bookkeeping
 (`_has_same_storage_numel`, 1680 calls per 10 steps; `sub`/`add`/`mul` on dual tensors). None of it is parameter-dict
-rebuilding or repeated set-up: Python-side work outside aten ops is not among the top entries. Measured 1.84× and 2.13×
-in two runs: at the target, bounded by the jvp itself.
+rebuilding or repeated set-up: Python-side work outside aten ops is not among the top entries. Measured 1.84×, 2.13× and
+1.92× in three runs: at the target, bounded by the jvp itself.
+
+**What the peak memory is** (target ≤ 10 % growth T=5 → 100: missed as measured, +113 %). What the loop *keeps* is
+flat: the carried bytes are identical for every Θ(1) method at every T, and the resident memory after `prepare` is
+~0.8 GiB at every T. The growth is transient working memory, in two parts. (a) The evaluation after task t runs the
+joint test set of the seen tasks in batches of up to 1024 examples; a tangent (jvp) forward of 1000 examples takes
+~360 MiB more than one of 50 (measured in a fresh process), so the peak rises until the joint test set reaches a full
+batch (here 10 test images per domain: T ≈ 100) and is flat after. (b) glibc's heap keeps freed blocks of those
+growing batches (its dynamic mmap threshold). With the threshold fixed (`MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1
+python benchmarks/memory_allocator_check.py`, load ~4, holistic only) the peak is 1018 / 1172 / 1348 MiB for
+T = 5 / 50 / 100 (+32 %, all of it (a)), against 1039 → 3452 MiB without. Left to do: a smaller evaluation batch
+(`pipeline.evaluate`'s `batch_size`, 1024 now) would cap (a) at a smaller T; the `fisher`/`ewc` methods' Fisher
+(per-example Jacobians: 8 examples × 10 classes × 1 M parameters ≈ 320 MB here) raises the T=5 peak of the all-methods
+measurement.
 
 **Hot paths checked.** Evaluation: one pass per task over the joint test set of the seen tasks (`pipeline.evaluate`,
 already so). `torch.inference_mode` against the current `torch.no_grad` for that pass: no difference above noise
