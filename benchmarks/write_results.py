@@ -185,9 +185,8 @@ where that would not be exact (a module run twice, BatchNorm in training mode). 
 
 **Not measured here.** `make demo` (two full comparisons) and per-notebook fast-mode times: no
 `HOLOMERGE_NOTEBOOK_TIMINGS` file was present (tests/test_notebooks.py writes one when the variable is set; `bench`
-reads it). Fine-tuned task states are not cached across a sweep's runs: from the merged start (holistic, sequential,
-EWC) task t's start depends on α and on every earlier task, so two runs share at most their first task (≤ 1/T of the
-work); see `holomerge_lab/sweep.py`.
+reads it). The recorded sweep ran before sweeps used the shared task-model cache (task_cache.py); they do now, so
+runs that differ only in α, `during` or `post` reuse their first two tasks' fine-tuning, and a rerun reuses all of it.
 """
 
 

@@ -5,9 +5,10 @@ process fills once per distinct stream before any worker starts, so no two worke
 Each worker keeps one `Prepared` per distinct stream, and runs with one torch thread: parallelism comes from the
 processes, and N processes × N threads on N cores would slow every one of them down.
 
-Fine-tuned task states are not cached across runs: a method that starts task t from the merged model θ̄(t−1)
-(holistic, sequential, EWC) fine-tunes from a start that depends on α and on every earlier task, so two runs of a
-grid share at most their first task; keying a disk cache by the start point's bytes would buy ≤ 1/T of the work.
+Fine-tuned task models are shared through the disk cache of task_cache.py (`cache_dir()/task-models`), keyed by
+the bytes of everything that decides them: runs that differ only in α, `during` or `post` reuse tasks 1 and 2 (and
+any later task whose start is unchanged); a rerun of the same grid reuses every task. Two workers that miss the same
+entry at once both train it (the write is atomic), which costs time, not correctness.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
+from .data import cache_dir
 from .errors import UserError
 from .pipeline import Prepared, RunConfig, prepare, run
 
@@ -89,7 +91,7 @@ def run_one(config: RunConfig) -> dict:
     if key not in _PREPARED:
         _PREPARED.clear()  # keep one: a worker's memory stays that of one stream
         _PREPARED[key] = prepare(config, progress=False)
-    result = run(config, _PREPARED[key], progress=False).to_json()
+    result = run(config, _PREPARED[key], progress=False, task_cache=cache_dir() / "task-models").to_json()
     result["grid"] = {"stages": config.stages, "alpha": config.resolve().alpha, "seed": config.resolve().seed,
                       "order": config.order}  # fmt: skip
     return result
