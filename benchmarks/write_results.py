@@ -140,7 +140,19 @@ def sweep(r: dict) -> list[str]:
     return out
 
 
-NOTES = """## Notes
+NOTES = """## make demo and the notebooks
+
+`time OMP_NUM_THREADS=1 make demo` (venv already built, trunk features already cached), 2026-11-28, 2 cores, load
+average ~3.5 from other jobs on the same cores: **14 min 21 s** for both comparisons (10 rows each; the rows' own
+times sum to 385 s on split-animal and 452 s on rotated-mnist). A 5-task holistic run alone took 45–67 s there; on a
+quiet machine with 2 threads a standard step is 30 ms and a tangent step 36.5 ms (section 1 measures the ratio).
+
+Fast-mode notebook times (`OMP_NUM_THREADS=1 HOLOMERGE_FAST=1 pytest tests/test_notebooks.py -k NAME -s`; set
+`HOLOMERGE_NOTEBOOK_TIMINGS=FILE` to collect them), 2026-11-28, same shared machine: 00 tour 13.1 s, 01 tangent space
+12.1 s, 02 loss barriers 21.9 s, 03 Adam v vs Fisher 19.0 s, 04 continual merging 26.1 s, 05 representation
+alignment 16.9 s, 06 ablation lab 13.0 s, 07 open questions 18.3 s.
+
+## Notes
 
 **What bounds the step ratio** (torch.profiler over 10 steps each: `profile_linear_step_effnet.txt`,
 `profile_linear_step_tiny_clip.txt`). The tangent step is one `torch.func.jvp`: every convolution or matmul runs three
