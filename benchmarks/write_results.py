@@ -167,18 +167,16 @@ attention the standard step uses: `_scaled_dot_product_flash_attention_for_cpu` 
 rebuilding or repeated set-up: Python-side work outside aten ops is not among the top entries. Measured 1.84×, 2.13× and
 1.92× in three runs: at the target, bounded by the jvp itself.
 
-**What the peak memory is** (target ≤ 10 % growth T=5 → 100: missed as measured, +113 %). What the loop *keeps* is
-flat: the carried bytes are identical for every Θ(1) method at every T, and the resident memory after `prepare` is
-~0.8 GiB at every T. The growth is transient working memory, in two parts. (a) The evaluation after task t runs the
-joint test set of the seen tasks in batches of up to 1024 examples; a tangent (jvp) forward of 1000 examples takes
-~360 MiB more than one of 50 (measured in a fresh process), so the peak rises until the joint test set reaches a full
-batch (here 10 test images per domain: T ≈ 100) and is flat after. (b) glibc's heap keeps freed blocks of those
-growing batches (its dynamic mmap threshold). With the threshold fixed (`MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1
-python benchmarks/memory_allocator_check.py`, load ~4, holistic only) the peak is 1018 / 1172 / 1348 MiB for
-T = 5 / 50 / 100 (+32 %, all of it (a)), against 1039 → 3452 MiB without. Left to do: a smaller evaluation batch
-(`pipeline.evaluate`'s `batch_size`, 1024 now) would cap (a) at a smaller T; the `fisher`/`ewc` methods' Fisher
-(per-example Jacobians: 8 examples × 10 classes × 1 M parameters ≈ 320 MB here) raises the T=5 peak of the all-methods
-measurement.
+**What the peak memory is** (target ≤ 10 % growth T=5 → 100: missed, +34.6 % over all methods after the evaluation
+batch went from 1024 to 256; +113 % before). What the loop *keeps* is flat: the carried bytes are identical for every
+Θ(1) method at every T, and the resident memory after `prepare` is ~0.8 GiB at every T. The growth is transient
+working memory: (a) the evaluation after task t runs the joint test set of the seen tasks in batches; a tangent (jvp)
+forward of 1000 examples took ~360 MiB more than one of 50 (measured in a fresh process), which is why
+`pipeline.EVAL_BATCH` is now 256; (b) glibc's heap keeps freed blocks of those batches (its dynamic mmap threshold).
+With the threshold fixed (`MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1 python benchmarks/memory_allocator_check.py`,
+load ~4, holistic only, batch 1024) the peak was 1018 / 1172 / 1348 MiB for T = 5 / 50 / 100, against 1039 → 3452 MiB
+without; the remaining growth follows the joint test set until it fills a batch. The `fisher`/`ewc` methods' Fisher
+(per-example Jacobians: 8 examples × 10 classes × 1 M parameters ≈ 320 MB here) sets the all-methods peak.
 
 **Hot paths checked.** Evaluation: one pass per task over the joint test set of the seen tasks (`pipeline.evaluate`,
 already so). `torch.inference_mode` against the current `torch.no_grad` for that pass: no difference above noise
