@@ -86,8 +86,10 @@ def fisher_weighted_merge(
         w_prev = (1 - alpha) * (prev_weight[k] + eps)
         w_new = alpha * (new_weight[k] + eps)
         total = w_prev + w_new
-        weighted = (w_prev * prev[k] + w_new * new[k]) / torch.where(total > 0, total, torch.ones_like(total))
-        merged[k] = torch.where(total > 0, weighted, torch.lerp(prev[k], new[k], alpha))
+        # the same rule as the convex combination it is: θ̄ = lerp(θ̄(t−1), θ(t), w_new / total), which stays between
+        # its inputs even for subnormal weights (the quotient form rounds past them)
+        share = torch.where(total > 0, w_new / torch.where(total > 0, total, torch.ones_like(total)), alpha)
+        merged[k] = torch.lerp(prev[k], new[k], share)
         carried_weight[k] = (1 - alpha) * prev_weight[k] + alpha * new_weight[k]
     return merged, carried_weight
 
