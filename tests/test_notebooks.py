@@ -11,7 +11,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 GPU_ONLY = {"08"}  # the CLIP-at-scale recipe needs a GPU and downloads; it is read, not run, here
-ATTEMPTS, SECONDS = 3, 150
+ATTEMPTS, SECONDS = 3, 300
 
 # Executes one notebook with nbclient in a process of its own and prints its wall time.
 RUNNER = """
@@ -19,7 +19,7 @@ import sys, time, nbformat
 from nbclient import NotebookClient
 notebook = nbformat.read(sys.argv[1], as_version=4)
 began = time.perf_counter()
-NotebookClient(notebook, timeout=240, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+NotebookClient(notebook, timeout=90, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
 print(f"{time.perf_counter() - began:.1f}")
 """
 
@@ -36,9 +36,9 @@ def test_committed_without_outputs_or_widget_state(path):
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY], ids=lambda p: p.stem)
 def test_runs_headless_in_fast_mode(path, tmp_path):
-    """Seen here, now and then: a kernel goes idle and its reply never reaches nbclient, which then waits past
-    every timeout. Each run therefore has a wall-clock limit; a stuck one is killed and run again in a fresh
-    process. A notebook that fails, or is really too slow, fails every attempt."""
+    """Seen here, now and then: a cell's closing IOPub message never reaches nbclient, which then waits out its
+    per-cell timeout (90 s; fast-mode cells take seconds) and goes on. Each run also has a wall-clock limit; a run
+    stuck past it is killed and run again in a fresh process. A notebook that fails fails every attempt."""
     env = {**os.environ, "HOLOMERGE_FAST": "1", "HF_HUB_OFFLINE": "1"}
     for attempt in range(1, ATTEMPTS + 1):
         process = subprocess.Popen(
