@@ -329,6 +329,13 @@ def head_for(prep: Prepared, tasks: Sequence[int]) -> tuple[Tensor, list[int]]:
     return torch.cat([prep.heads[i] for i in tasks]), [c for i in tasks for c in prep.stream.tasks[i].classes]
 
 
+def head_rows(prep: Prepared, classes: Sequence[int]) -> Tensor:
+    """A lookup from global class id to the row of that class in a head over `classes` (-1: not in the head)."""
+    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
+    index[torch.tensor(list(classes))] = torch.arange(len(classes))
+    return index
+
+
 def _seen_head(prep: Prepared, t: int) -> tuple[Tensor, list[int]]:
     """The head used to evaluate after task t (0-based), and the class id of each of its rows."""
     return head_for(prep, range(t + 1))
@@ -345,8 +352,7 @@ def test_logits(
     """Logits on the joint test set of `tasks` under the head of their classes, and the labels as head rows.
     `tasks=[t]` is task t under its own head; `tasks=range(t + 1)` is the task-agnostic evaluation after task t."""
     head, classes = head_for(prep, tasks)
-    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
-    index[torch.tensor(classes)] = torch.arange(len(classes))
+    index = head_rows(prep, classes)
     features = torch.cat([prep.test_features[i] for i in tasks])
     labels = index[torch.cat([prep.stream.tasks[i].test_labels for i in tasks])].to(features.device)
     with torch.no_grad():
@@ -389,8 +395,7 @@ def _train_task(
     head, classes = (
         _seen_head(prep, max(tasks)) if t is None else (prep.heads[t], prep.stream.tasks[t].classes)
     )
-    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
-    index[torch.tensor(list(classes))] = torch.arange(len(classes))
+    index = head_rows(prep, classes)
     steps = config.steps or config.epochs * math.ceil(len(features) / config.batch_size)
     steps *= len(tasks)
     bias = {prep.backbone.bias: start[prep.backbone.bias]}
@@ -447,8 +452,7 @@ def task_objective(
     forward = forward_fn(prep.backbone.top, prep.theta0, tangent=tangent)
     bias = {prep.backbone.bias: prep.theta0[prep.backbone.bias]}
     head, classes = head_for(prep, [t])
-    index = torch.full((len(prep.stream.class_names),), -1, dtype=torch.long)
-    index[torch.tensor(classes)] = torch.arange(len(classes))
+    index = head_rows(prep, classes)
 
     def logits(params: Params, x: Tensor) -> Tensor:
         return head_logits(forward({**bias, **params}, x), head, prep.config.logit_scale, prep.center)
