@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # open_clip must never wait on the Hugging Face hub (a missing pretrained tag would hang ~46 s offline)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint lab app clean
+.PHONY: demo test lab app clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
