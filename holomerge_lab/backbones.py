@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data import cache_dir
 from .errors import UserError, check_choice
 
 # efficientnet-lite-pytorch scripts its activation with torch.jit (on first use under jvp), which torch now
@@ -578,16 +579,7 @@ def build_backbone(
 
 def features_dir() -> Path:
     """Folder of cached trunk features: <cache root>/features (`HOLOMERGE_CACHE` moves the root)."""
-    root = None
-    try:
-        from . import data  # a lower layer; may not define cache_dir
-
-        root = data.cache_dir()
-    except (ImportError, AttributeError):
-        root = None
-    if root is None:
-        root = os.environ.get("HOLOMERGE_CACHE", "~/.cache/holomerge_lab")
-    return Path(root).expanduser() / "features"
+    return cache_dir() / "features"
 
 
 def images_digest(images) -> str:
