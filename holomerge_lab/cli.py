@@ -31,6 +31,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {value}")
+    return value
+
+
+def _add_seeds_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seeds", nargs="+", type=_seed, metavar="SEED",
+        help="run every row once per seed; tables show mean ± 95%% CI and paired per-seed effects",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-task-cache", action="store_true",
+        help="fine-tune every row's tasks itself (default: rows with identical fine-tuning share it on disk)",
+    )  # fmt: skip
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
     p.add_argument("--preset", default="quick", help="quick | full | paper (default: quick)")
@@ -78,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="holistic")
     for stage in ("pre", "during", "post"):
         run.add_argument(f"--no-{stage}", action="store_true", help=f"switch stage '{stage}' off (holistic)")
+    _add_seeds_option(run)
     _add_run_options(run)
     compare = commands.add_parser("compare", help="several methods on one stream, one table")
     compare.add_argument(
@@ -85,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="methods to compare, or 'all' for every method (default: the core baselines and holistic)",
     )
+    _add_seeds_option(compare)
     _add_run_options(compare)
     commands.add_parser("list", help="the streams, methods, backbones and presets")
     sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
@@ -132,21 +155,37 @@ def _stem(label: str) -> str:
     return label.replace(" ", "_")
 
 
-def _save(results, args: argparse.Namespace, command: str) -> None:
+def _name(label: str, seed: int, several: bool) -> str:
+    """A run's file stem: its label, and with several seeds also the seed."""
+    return f"{_stem(label)}-seed{seed}" if several else _stem(label)
+
+
+def _save(results, args: argparse.Namespace, command: str, several: bool) -> None:
+    from .evidence import to_json
     from .viz import write_report
 
-    names = [f"{_stem(r.label)}.json" for r in results]
-    for name, result in zip(names, results, strict=True):
-        (args.out / name).write_text(json.dumps(result.to_json(), indent=1))
+    runs = [r.to_json() for r in results]
+    for run in runs:
+        (args.out / f"{_name(run['label'], run['seed'], several)}.json").write_text(json.dumps(run, indent=1))
+    summary = {"command": command, **to_json(runs)}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     report = write_report(results, args.out / "report.html", command=command)
-    print(f"wrote {len(results)} JSON file(s) and {report}", file=sys.stderr)
+    print(f"wrote {len(results)} run JSON file(s), summary.json and {report}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace, command: str) -> None:
+    import dataclasses as dc
+
+    from .data import cache_dir
+    from .evidence import effects, effects_table, summarize, summary_table
     from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
 
     config = _config(args)
+    if args.seeds is not None and args.seed is not None:
+        raise UserError("give either --seed or --seeds, not both")
+    seeds = list(dict.fromkeys(args.seeds or [config.resolve().seed]))
+    several = len(seeds) > 1
     if args.command == "run":
         configs = [config]
     else:
@@ -166,29 +205,45 @@ def _run(args: argparse.Namespace, command: str) -> None:
                 f"nothing to resume: {args.resume} is not a folder (it is the --out of the earlier run)"
             )
         args.out = args.resume
+    names = [_name(c.label, s, several) for s in seeds for c in configs]
     if args.out is not None:
-        names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
+        claimed = [f"{n}.json" for n in names] + ["report.html", "summary.json"]
         if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
-            names += [f"checkpoints/{_stem(c.label)}" for c in configs]
-        _claim(args.out, names, args.force)
+            claimed += [f"checkpoints/{n}" for n in names]
+        _claim(args.out, claimed, args.force)
         args.out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(config, progress=not args.quiet)
+    task_cache = None if args.no_task_cache else cache_dir() / "task-models"
     results = []
-    for c in configs:
-        folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
-        if folder is not None and args.force and args.resume is None and folder.exists():
-            for old in folder.glob("task-*.pt"):
-                old.unlink()
-        results.append(
-            run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
-        )
-        if args.json:
-            print(json.dumps(results[-1].to_json()), flush=True)
+    for seed in seeds:
+        prepared = prepare(dc.replace(config, seed=seed), progress=not args.quiet)
+        for c in configs:
+            folder = None if args.out is None else args.out / "checkpoints" / _name(c.label, seed, several)
+            if folder is not None and args.force and args.resume is None and folder.exists():
+                for old in folder.glob("task-*.pt"):
+                    old.unlink()
+            results.append(
+                run(
+                    dc.replace(c, seed=seed), prepared, progress=not args.quiet, checkpoints=folder,
+                    resume=args.resume is not None, task_cache=task_cache,
+                )
+            )  # fmt: skip
+            if args.json:
+                print(json.dumps(results[-1].to_json()), flush=True)
     if not args.json:
-        print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
-        print(format_table(results_table(results)))
+        runs = [r.to_json() for r in results]
+        if several:
+            print(f"\n{config.stream} ({config.preset} preset, seeds {' '.join(map(str, seeds))}; "
+                  "mean ± 95% t-interval over the seeds):")  # fmt: skip
+            print(format_table(summary_table(summarize(runs))))
+        else:
+            print(f"\n{config.stream} ({config.preset} preset, seed {seeds[0]}):")
+            print(format_table(results_table(results)))
+        paired = effects(runs)
+        if paired and len(runs) > 1:
+            print("\npaired effects (holistic − row, per seed; a stage's row: switching it on):")
+            print(format_table(effects_table(paired)))
     if args.out is not None:
-        _save(results, args, command)
+        _save(results, args, command, several)
 
 
 def _list() -> None:

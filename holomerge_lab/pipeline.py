@@ -642,7 +642,24 @@ def compare_configs(config: RunConfig, methods: Sequence[str] = DEFAULT_METHODS)
     return configs
 
 
-def compare(config: RunConfig, methods: Sequence[str] = DEFAULT_METHODS, *, progress: bool = True):
-    """Run every method (and holistic's ablations) on one prepared stream."""
-    prep = prepare(config, progress=progress)
-    return [run(c, prep, progress=progress) for c in compare_configs(config, methods)]
+def compare(
+    config: RunConfig,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    *,
+    seeds: Sequence[int] | None = None,
+    progress: bool = True,
+    task_cache: Path | None = None,
+) -> list[RunResult]:
+    """Run every method (and holistic's ablations) on one stream, for each seed (default: the config's one).
+
+    Each seed prepares its own stream (a seed draws the data subsets too); rows of one seed share it. With
+    `task_cache`, rows whose fine-tuning sees identical inputs (average, task arithmetic, individual, TIES, OPCM
+    all fine-tune from θ0) train each task once. Results: seed-major, in `compare_configs` order."""
+    configs = compare_configs(config, methods)
+    results = []
+    for seed in [config.resolve().seed] if seeds is None else seeds:
+        prep = prepare(dataclasses.replace(config, seed=seed), progress=progress)
+        for c in configs:
+            c = dataclasses.replace(c, seed=seed)
+            results.append(run(c, prep, progress=progress, task_cache=task_cache))
+    return results

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from . import evidence
 from .pipeline import RunResult
 from .probes import AlignmentStep, AlphaCurve
 
@@ -53,18 +54,56 @@ def accuracy_matrix_figure(result: RunResult) -> go.Figure:
 
 
 def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
-    """Final average accuracy per method (bars), with the joint-test accuracy as markers."""
-    labels = [r.label for r in results]
+    """Final accuracy per row: the mean over seeds (bars) with its 95 % CI (error bars), each seed's value (dots),
+    and the joint-test accuracy (diamonds). The axis spans the data, not 0..1: a 1-point difference stays visible."""
+    summary = evidence.summarize([r.to_json() for r in results])
+    labels = [row["label"] for row in summary]
+    acc, joint = [row["ACC"] for row in summary], [row["joint acc"] for row in summary]
+    seeds = [(r.label, r.acc) for r in results]
+    several = any(row["n"] > 1 for row in summary)
+    bar_name = "ACC (mean over tasks)" + (", mean ± 95% CI over seeds" if several else "")
     figure = go.Figure(
         [
-            go.Bar(x=labels, y=[r.acc for r in results], name="ACC (mean over tasks)",
-                   text=[f"{r.acc:.3f}" for r in results], textposition="outside"),
-            go.Scatter(x=labels, y=[r.joint_accuracy[-1] for r in results], mode="markers",
-                       name="joint test accuracy", marker=dict(symbol="diamond", size=10, color="black")),
+            go.Bar(x=labels, y=[i.mean for i in acc], name=bar_name, text=[f"{i.mean:.3f}" for i in acc],
+                   textposition="inside",
+                   error_y=dict(type="data", symmetric=False, array=[i.high - i.mean for i in acc],
+                                arrayminus=[i.mean - i.low for i in acc], visible=several)),
+            go.Scatter(x=[s[0] for s in seeds], y=[s[1] for s in seeds], mode="markers", name="each seed",
+                       marker=dict(size=6, color="rgba(0,0,0,0.45)"), visible=True if several else "legendonly"),
+            go.Scatter(x=labels, y=[i.mean for i in joint], mode="markers", name="joint test accuracy",
+                       marker=dict(symbol="diamond", size=10, color="black")),
         ]
     )  # fmt: skip
+    values = [i.low for i in acc + joint] + [i.high for i in acc + joint]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.02, 0.1 * (high - low))
     stream = results[0].stream if results else ""
-    figure.update_layout(title=f"Final accuracy on {stream}", yaxis=dict(range=[0, 1.05], title="accuracy"))
+    n = max((row["n"] for row in summary), default=0)
+    figure.update_layout(
+        title=f"Final accuracy on {stream}" + (f" ({n} seeds)" if several else " (one seed: a preview)"),
+        yaxis=dict(range=[max(0.0, low - pad), min(1.0, high + pad) + 0.01], title="accuracy"),
+    )  # fmt: skip
+    return figure
+
+
+def effects_figure(results: Sequence[RunResult], reference: str = evidence.REFERENCE) -> go.Figure:
+    """The paired effects as a forest plot: reference − row per seed, mean and 95 % CI, against the zero line."""
+    rows = evidence.effects([r.to_json() for r in results], reference)
+    names = [e["comparison"] for e in rows]
+    means = [100 * e["effect"].interval.mean for e in rows]
+    figure = go.Figure(
+        go.Scatter(
+            x=means, y=names, mode="markers", marker=dict(size=10, color="#1f77b4"), name="mean of paired differences",
+            error_x=dict(type="data", symmetric=False, array=[100 * e["effect"].interval.high - m for e, m in zip(rows, means, strict=True)],
+                         arrayminus=[m - 100 * e["effect"].interval.low for e, m in zip(rows, means, strict=True)]),
+            text=[f"{e['effect'].agree}/{e['effect'].interval.n} seeds agree" for e in rows],
+        )
+    )  # fmt: skip
+    figure.add_vline(x=0, line=dict(color="grey", dash="dash"))
+    figure.update_layout(
+        title=f"Paired effects on ACC: {reference} − row, per seed (95% CI)", xaxis_title="points of accuracy",
+        yaxis=dict(autorange="reversed"), height=120 + 40 * len(rows), margin=dict(l=260),
+    )  # fmt: skip
     return figure
 
 
@@ -109,11 +148,29 @@ def html_table(rows: Sequence[dict], css_class: str = "") -> str:
 
 
 def write_report(results: Sequence[RunResult], path: str | Path, *, command: str = "") -> Path:
-    """One self-contained HTML file (plotly.js inline, no CDN): the table, the comparison, each accuracy matrix."""
+    """One self-contained HTML file (plotly.js inline, no CDN): the summary over seeds and the paired effects,
+    the comparison and effects figures, and each run's accuracy matrix (the first seed's, per row)."""
     path = Path(path)
-    table = html_table(results_table(results))
-    figures = [comparison_figure(results), *(accuracy_matrix_figure(r) for r in results)]
+    runs = [r.to_json() for r in results]
+    summary = evidence.summarize(runs)
+    n = max((row["n"] for row in summary), default=0)
+    tables = f"<h2>Summary: mean ± 95% t-interval over {n} seed(s)</h2>" + html_table(
+        evidence.summary_table(summary)
+    )
+    paired = evidence.effects(runs)
+    if paired:
+        tables += "<h2>Paired effects (holistic − row, per seed)</h2>" + html_table(
+            evidence.effects_table(paired)
+        )
+    first = {}
+    for r in results:
+        first.setdefault(r.label, r)
+    figures = [comparison_figure(results), *([effects_figure(results)] if paired else [])]
+    figures += [accuracy_matrix_figure(r) for r in first.values()]
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    per_run = "<h2>Every run</h2>" + html_table(
+        [{"seed": r.seed, **row} for r, row in zip(results, results_table(results), strict=True)]
+    )
     stream = html.escape(results[0].stream) if results else ""
     document = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>holomerge_lab: {stream}</title>
@@ -121,8 +178,9 @@ def write_report(results: Sequence[RunResult], path: str | Path, *, command: str
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 <body><h1>holomerge_lab: {stream}</h1>
 <p>Reproduce: <code>{html.escape(command)}</code></p>
-{table}
+{tables}
 {"".join(parts)}
+{per_run}
 </body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from conftest import small_config
 
-from holomerge_lab.pipeline import run
+from holomerge_lab.pipeline import compare, run
 from holomerge_lab.task_cache import task_key
 
 
@@ -51,3 +51,15 @@ def test_the_key_follows_tensor_bytes_not_identity():
     assert task_key({**inputs, "start": {"w": nudged}}) != task_key(inputs)
     assert task_key({**inputs, "start": {"w": inputs["start"]["w"].reshape(3, 2)}}) != task_key(inputs)
     assert task_key({**inputs, "settings": {"lr": 2e-3}}) != task_key(inputs)
+
+
+def test_compare_over_seeds_trains_each_distinct_task_once_and_matches_uncached_rows(tmp_path):
+    config = small_config(tasks=2)
+    methods = ("average", "task-arithmetic", "individual")  # all fine-tune every task from θ0, standard
+    cached = compare(config, methods, seeds=[0, 1], progress=False, task_cache=tmp_path)
+    assert entries(tmp_path) == 2 * 2  # 2 seeds × 2 tasks, not × 3 methods
+    fresh = compare(config, methods, seeds=[0, 1], progress=False)
+    assert [(r.label, r.seed) for r in cached] == [(m, s) for s in (0, 1) for m in methods]
+    for a, b in zip(cached, fresh, strict=True):
+        np.testing.assert_array_equal(a.acc_matrix, b.acc_matrix)
+    assert not np.array_equal(cached[0].acc_matrix, cached[3].acc_matrix)  # seeds draw other data

@@ -1,0 +1,151 @@
+"""Runs over seeds as evidence: each row's metrics as mean ± 95 % CI, and paired per-seed effects.
+
+Works on run JSON (`RunResult.to_json()`, what `--json` prints and `--out` writes), so results from disk, from a
+sweep and from a live `compare` aggregate the same way. A row is a run label ("average", "holistic −post");
+its seeds are the runs with that label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from . import stats
+
+Run = Mapping  # one run's JSON
+
+# The metrics a summary row carries: name -> how to read it from a run's JSON
+METRICS: dict[str, Callable[[Run], float]] = {
+    "ACC": lambda r: r["acc"],
+    "BWT": lambda r: r["bwt"],
+    "forgetting": lambda r: r["forgetting"],
+    "joint acc": lambda r: r["joint_accuracy"][-1],
+}
+REFERENCE = "holistic"
+STAGE_NAMES = {"pre": "tangent fine-tuning", "during": "v-weighted merge", "post": "alignment"}
+
+
+def by_label(runs: Sequence[Run]) -> dict[str, dict[int, Run]]:
+    """label -> seed -> run, in the order the labels first appear; a label with one seed twice is an error."""
+    rows: dict[str, dict[int, Run]] = {}
+    for r in runs:
+        seeds = rows.setdefault(r["label"], {})
+        if r["seed"] in seeds:
+            raise ValueError(
+                f"two runs of {r['label']!r} with seed {r['seed']}: aggregate distinct seeds only"
+            )
+        seeds[r["seed"]] = r
+    return rows
+
+
+def summarize(runs: Sequence[Run]) -> list[dict]:
+    """Per label: n, the seeds, and an Interval per metric; bytes carried after the last task, and whether that is
+    constant in T on every seed; mean seconds."""
+    out = []
+    for label, seeds in by_label(runs).items():
+        row = {"label": label, "n": len(seeds), "seeds": sorted(seeds)}
+        for name, read in METRICS.items():
+            row[name] = stats.interval([read(r) for r in seeds.values()])
+        row["bytes carried"] = max(r["state_bytes"][-1] for r in seeds.values())
+        row["constant memory"] = all(len(set(r["state_bytes"])) == 1 for r in seeds.values())
+        row["seconds"] = sum(r["seconds"] for r in seeds.values()) / len(seeds)
+        out.append(row)
+    return out
+
+
+def comparison_name(reference: str, other: str) -> str:
+    """'stage post (alignment)' for an ablation of the reference, else 'holistic − average'."""
+    prefix = f"{reference} −"
+    if other.startswith(prefix) and "−" not in other[len(prefix) :]:
+        stage = other[len(prefix) :]
+        return f"stage {stage} ({STAGE_NAMES.get(stage, stage)})"
+    return f"{reference} − {other}"
+
+
+def effects(runs: Sequence[Run], reference: str = REFERENCE, metric: str = "ACC") -> list[dict]:
+    """The reference row against every other row: the paired per-seed difference reference − other of `metric`.
+
+    An ablation row ("holistic −post") so gives the effect of switching that stage on; a baseline row gives how
+    much the full method beats it. Empty when there is no reference row."""
+    rows = by_label(runs)
+    if reference not in rows:
+        return []
+    read = METRICS[metric]
+    ref = {s: read(r) for s, r in rows[reference].items()}
+    out = []
+    for label, seeds in rows.items():
+        if label == reference or not set(seeds) & set(ref):
+            continue
+        effect = stats.paired(ref, {s: read(r) for s, r in seeds.items()})
+        out.append({"comparison": comparison_name(reference, label), "other": label, "metric": metric,
+                    "effect": effect})  # fmt: skip
+    return out
+
+
+def summary_table(summary: Sequence[dict]) -> list[dict]:
+    """Printable rows: 'mean ± half-width' (95 % t-interval over n seeds)."""
+    return [
+        {
+            "method": row["label"],
+            "n": row["n"],
+            **{name: stats.format_interval(row[name]) for name in METRICS},
+            "bytes carried": row["bytes carried"],
+            "Θ(1)?": "yes" if row["constant memory"] else "no",
+            "seconds": round(row["seconds"], 1),
+        }  # fmt: skip
+        for row in summary
+    ]
+
+
+def effects_table(effects_rows: Sequence[dict]) -> list[dict]:
+    """Printable rows of the paired effects, in points of accuracy."""
+    return [
+        {
+            "comparison": e["comparison"],
+            f"Δ {e['metric']} (points)": stats.format_interval(
+                e["effect"].interval, points=True, signed=True, digits=2
+            ),
+            "n": e["effect"].interval.n,
+            "seeds agreeing": f"{e['effect'].agree}/{e['effect'].interval.n}",
+            "verdict": _verdict(e),
+        }  # fmt: skip
+        for e in effects_rows
+    ]
+
+
+def _verdict(e: dict) -> str:
+    """The interval's verdict in words of the comparison: a stage helps / hurts, the method is higher / lower."""
+    verdict, stage = e["effect"].verdict, e["comparison"].startswith("stage ")
+    if verdict == "a > b":
+        return "helps" if stage else "higher"
+    if verdict == "a < b":
+        return "hurts" if stage else "lower"
+    return verdict
+
+
+def to_json(runs: Sequence[Run], reference: str = REFERENCE) -> dict:
+    """The aggregate as plain JSON: per row and metric mean / low / high / n, and the paired effects."""
+
+    def iv(i: stats.Interval) -> dict:
+        return {"mean": i.mean, "low": i.low, "high": i.high, "n": i.n}
+
+    return {
+        "confidence": stats.CONFIDENCE,
+        "interval": "Student t over seeds",
+        "rows": [
+            {**{k: v for k, v in row.items() if k not in METRICS}, **{k: iv(row[k]) for k in METRICS}}
+            for row in summarize(runs)
+        ],
+        "effects": [
+            {
+                "comparison": e["comparison"],
+                "reference": reference,
+                "other": e["other"],
+                "metric": e["metric"],
+                **iv(e["effect"].interval),
+                "seeds": list(e["effect"].seeds),
+                "positive": e["effect"].positive,
+                "negative": e["effect"].negative,
+            }  # fmt: skip
+            for e in effects(runs, reference)
+        ],
+    }
