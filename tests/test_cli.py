@@ -42,17 +42,28 @@ def test_compare_writes_json_and_a_self_contained_report_and_refuses_to_overwrit
 
 def test_compare_over_seeds_prints_intervals_and_paired_effects_and_writes_them(tmp_path, capsys):
     out = tmp_path / "seeds"
-    assert main(["compare", *SMALL, "--methods", "zero-shot", "holistic", "--seeds", "0", "1", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["compare", *SMALL, "--methods", "zero-shot", "holistic", "--seeds", "0", "1", "--out", str(out)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "mean ± 95% t-interval" in printed and "±" in printed and "paired effects" in printed
     assert "stage post (alignment)" in printed and "holistic − zero-shot" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert {row["label"]: row["n"] for row in summary["rows"]}["holistic"] == 2
-    assert summary["command"].startswith("holomerge-lab compare") and summary["interval"] == "Student t over seeds"
+    assert (
+        summary["command"].startswith("holomerge-lab compare")
+        and summary["interval"] == "Student t over seeds"
+    )
     runs = [json.loads((out / f"holistic-seed{s}.json").read_text()) for s in (0, 1)]
     assert [r["seed"] for r in runs] == [0, 1]
     effect = next(e for e in summary["effects"] if e["other"] == "zero-shot")
-    diffs = [r["acc"] - json.loads((out / f"zero-shot-seed{s}.json").read_text())["acc"] for s, r in zip((0, 1), runs)]
+    diffs = [
+        r["acc"] - json.loads((out / f"zero-shot-seed{s}.json").read_text())["acc"]
+        for s, r in zip((0, 1), runs, strict=True)
+    ]
     assert effect["mean"] == pytest.approx(sum(diffs) / 2)
     report = (out / "report.html").read_text()
     assert "Paired effects" in report and "mean ± 95% t-interval over 2 seed(s)" in report
