@@ -19,11 +19,12 @@ import ipywidgets as W
 import plotly.graph_objects as go
 from IPython.display import display
 
+from . import evidence
 from .align import LOSSES
 from .data import STREAMS, cache_dir
 from .errors import UserError
 from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
-from .viz import comparison_figure, html_table, results_table
+from .viz import comparison_figure, html_table
 
 _SLIDER = dict(continuous_update=False, style={"description_width": "initial"})
 
@@ -74,21 +75,59 @@ def stage_combinations(config: RunConfig) -> list[RunConfig]:
     ]
 
 
+def group_runs(results: Sequence[RunResult]) -> list[list[RunResult]]:
+    """Consecutive runs of one configuration on distinct seeds form one group (one press of Run over n seeds);
+    a repeated seed or any other change of setting starts a new group."""
+    groups: list[list[RunResult]] = []
+    for r in results:
+        same = groups and _without_seed(groups[-1][0]) == _without_seed(r)
+        if same and r.seed not in {g.seed for g in groups[-1]}:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return groups
+
+
+def _without_seed(result: RunResult) -> tuple:
+    return (
+        result.label,
+        result.stream,
+        len(result.acc_matrix),
+        {k: v for k, v in result.config.items() if k != "seed"},
+    )
+
+
 def run_rows(results: Sequence[RunResult]) -> list[dict]:
-    """The results table of runs, numbered, with the stream and task count (runs on different streams mix)."""
+    """The results table, one numbered row per group of seeds (see `group_runs`): mean ± 95 % CI over its seeds,
+    with the stream and task count (runs on different streams mix)."""
+    groups = group_runs(results)
+    rows = [evidence.summary_table(evidence.summarize([r.to_json() for r in g]))[0] for g in groups]
     return [
-        {"#": i + 1, "stream": r.stream, "tasks": len(r.acc_matrix), **row}
-        for i, (r, row) in enumerate(zip(results, results_table(results), strict=True))
+        {"#": i + 1, "stream": g[0].stream, "tasks": len(g[0].acc_matrix), **row}
+        for i, (g, row) in enumerate(zip(groups, rows, strict=True))
     ]
 
 
 def numbered_comparison(results: Sequence[RunResult]) -> go.Figure:
-    """The comparison bar chart with each bar named by its run number, so repeated labels stay apart."""
-    figure = comparison_figure(results)
-    names = [f"#{i + 1} {r.label}" for i, r in enumerate(results)]
-    figure.update_traces(x=names)
+    """The comparison bar chart with one bar per group of seeds, named by its number so repeated labels stay
+    apart; error bars where a group has several seeds."""
+    numbered = [
+        dataclasses.replace(r, label=f"#{i + 1} {r.label}")
+        for i, g in enumerate(group_runs(results))
+        for r in g
+    ]
+    figure = comparison_figure(numbered)
     figure.update_layout(title="Final accuracy, every run so far")
     return figure
+
+
+def with_seeds(configs: Sequence[RunConfig], n: int) -> list[RunConfig]:
+    """Each config on n seeds: its own seed and the n − 1 after it."""
+    out = []
+    for c in configs:
+        first = c.resolve().seed
+        out += [dataclasses.replace(c, seed=first + k) for k in range(n)]
+    return out
 
 
 def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunResult:
@@ -108,6 +147,8 @@ class Panel:
     - `fields`: RunConfig fields to expose (one control each; see CONTROLS).
     - `extra`: more widgets whose values are passed to `execute` by name (e.g. which task to inspect).
     - `plans`: button description -> config -> configs to run (default: {"Run": the config itself}).
+    - `seeds`: with a number, a "seeds" slider (starting there): every config of a plan runs on that many seeds
+      (its own and the following ones), and the default table and figure show mean ± 95 % CI per group.
     - `execute(config, prepared, progress, **extra) -> result` (default: `pipeline.run`).
     - `rows(results) -> list[dict]` and `figure(results) -> go.Figure | list[go.Figure]` redraw after each run
       from every result so far.
@@ -124,9 +165,14 @@ class Panel:
         rows: Callable[[list], list[dict]] = run_rows,
         figure: Callable[[list], go.Figure | Sequence[go.Figure]] = numbered_comparison,
         progress: bool = True,
+        seeds: int | None = None,
     ):
         self.base = config
         self.controls = {f: control(f, config) for f in fields}
+        self.seeds = None
+        if seeds is not None:
+            self.seeds = W.IntSlider(value=seeds, min=1, max=max(10, seeds), description="seeds", **_SLIDER)
+            self.seeds.add_class("hm-seeds")
         self.extra = dict(extra or {})
         self.plans = dict(plans or {"Run": lambda c: [c]})
         self.execute, self.rows, self.draw, self.progress = execute, rows, figure, progress
@@ -148,7 +194,7 @@ class Panel:
         self.log = W.Output()  # the pipeline's own progress bars, while a run lasts
         self.output = W.Output()
         self.output.add_class("hm-figure")
-        inputs = [*self.controls.values(), *self.extra.values()]
+        inputs = [*self.controls.values(), *([self.seeds] if self.seeds else []), *self.extra.values()]
         self.widget = W.VBox([
             W.HBox(inputs[:4], layout=W.Layout(flex_flow="row wrap")),
             *([W.HBox(inputs[4:], layout=W.Layout(flex_flow="row wrap"))] if inputs[4:] else []),
@@ -189,6 +235,8 @@ class Panel:
         self.status.value = ""
         try:
             configs = self.plans[name](self.config())
+            if self.seeds is not None:
+                configs = with_seeds(configs, self.seeds.value)
             self.status.value = self.estimate(configs)
             extra = {k: w.value for k, w in self.extra.items()}
             self.bar.max, self.bar.value = len(configs), 0

@@ -70,3 +70,20 @@ def test_plans_run_every_config_with_a_progress_bar():
     panel.click("two")
     assert [r.label for r in panel.results] == ["holistic", "holistic −post"]
     assert panel.bar.value == panel.bar.max == 2 and panel.bar.description == "2/2"
+
+
+def test_a_seed_count_runs_every_config_on_that_many_seeds_and_shows_intervals():
+    panel = Panel(small_config(tasks=2, seed=3), ["post"], progress=False, seeds=2)
+    assert "hm-seeds" in panel.seeds._dom_classes
+    panel.click()
+    assert [(r.label, r.seed) for r in panel.results] == [("holistic", 3), ("holistic", 4)]
+    assert panel.table.value.count("<tr>") == 2 and "±" in panel.table.value  # one row: 2 seeds
+    panel.controls["post"].value = False
+    panel.seeds.value = 1
+    panel.click()
+    rows = panel.rows(panel.results)
+    assert [(row["#"], row["method"], row["n"]) for row in rows] == [(1, "holistic", 2), (2, "holistic −post", 1)]
+    bar = panel.figures[0].data[0]
+    assert list(bar.x) == ["#1 holistic", "#2 holistic −post"] and bar.error_y.visible
+    separate = [run(small_config(tasks=2, seed=s), progress=False) for s in (3, 4)]
+    np.testing.assert_allclose(panel.results[1].acc_matrix, separate[1].acc_matrix, atol=1e-6)
