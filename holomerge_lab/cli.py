@@ -261,7 +261,7 @@ def _list() -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from .sweep import grid, parse_order, parse_stages, sweep, sweep_table
+    from .sweep import grid, parse_order, parse_stages, sweep, sweep_summary, sweep_table
     from .viz import format_table
 
     configs = grid(
@@ -275,6 +275,9 @@ def _sweep(args: argparse.Namespace) -> None:
         print(json.dumps(results))
     else:
         print(format_table(sweep_table(results)))
+        if len(set(args.seeds or [])) > 1:
+            print("\nover the seeds (mean ± 95% t-interval):")
+            print(format_table(sweep_summary(results)))
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "sweep.json").write_text(json.dumps(results, indent=1))

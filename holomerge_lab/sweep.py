@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
+from . import evidence
 from .data import cache_dir
 from .errors import UserError
 from .pipeline import Prepared, RunConfig, prepare, run
@@ -139,6 +140,17 @@ def _sweep_ray(configs: Sequence[RunConfig], address: str) -> list[dict]:
         ray.init(address=None if address == "local" else address, include_dashboard=False)
     remote = ray.remote(num_cpus=1)(run_one)
     return ray.get([remote.remote(c) for c in configs])
+
+
+def sweep_summary(results: Sequence[dict]) -> list[dict]:
+    """One row per grid point over its seeds: mean ± 95 % CI (evidence.summary_table), the point named by its
+    method, α and task order."""
+    named = []
+    for r in results:
+        g = r["grid"]
+        order = "default" if g["order"] is None else ",".join(map(str, g["order"]))
+        named.append({**r, "label": f"{r['label']} α={g['alpha']} order={order}"})
+    return evidence.summary_table(evidence.summarize(named))
 
 
 def sweep_table(results: Sequence[dict]) -> list[dict]:

@@ -66,3 +66,15 @@ def test_cli_sweep_writes_one_json(tmp_path, capsys):
     assert len(results) == 4
     assert "alpha" in capsys.readouterr().out
     assert main(argv) == 2  # no overwrite without --force
+
+
+def test_cli_sweep_over_seeds_prints_one_interval_row_per_grid_point(tmp_path, capsys):
+    argv = [
+        "sweep", "--stream", "split-digits", "--tasks", "2", "--train-per-task", "40", "--test-per-task", "20",
+        "--steps", "2", "--batch-size", "16", "--alphas", "0.4", "0.6", "--seeds", "0", "1", "--workers", "1",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "over the seeds" in printed and "α=0.4" in printed and "α=0.6" in printed
+    summary = printed.split("over the seeds")[1]
+    assert summary.count(" 2 ") >= 2 and "±" in summary  # n = 2 on both grid points
