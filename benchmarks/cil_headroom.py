@@ -11,13 +11,12 @@ benchmarks/cil_headroom.json (a rerun skips what is there) and the table in benc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from seeded_search import by_seed, markdown, run_search
+
 from holomerge_lab import stats
-from holomerge_lab.pipeline import RunConfig
-from holomerge_lab.sweep import sweep
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "cil_headroom.json"
@@ -25,27 +24,22 @@ ANIMAL_CONFUSED = [4, 7, 0, 8, 1, 2, 6, 9, 3, 5]  # greedy pairs on the zero-sho
 LABEL_ORDER = list(range(10))
 METHODS = ("zero-shot", "individual", "joint")
 
+MFA = "split-mnist-fashion-animal"
 CANDIDATES: dict[str, dict] = {
+    f"{MFA} (confusion order)": dict(stream=MFA),
+    f"{MFA}, label order": dict(stream=MFA, order=list(range(30))),
+    "split-fashion (confusable pairs)": dict(stream="split-fashion"),
+    "split-fashion, label order": dict(stream="split-fashion", order=LABEL_ORDER),
     "split-animal": dict(stream="split-animal"),
     "split-animal, confused pairs": dict(stream="split-animal", order=ANIMAL_CONFUSED),
-    "split-fashion, label order": dict(stream="split-fashion", order=LABEL_ORDER),
-    "split-fashion (confusable pairs)": dict(stream="split-fashion"),
-    "split-fashion, 300 steps": dict(stream="split-fashion", steps=300),
-    "split-fashion, lr 3e-4": dict(stream="split-fashion", lr=3e-4),
-    "split-fashion, 96 px": dict(stream="split-fashion", image_size=96),
-    "split-fashion, blocks 14-15": dict(stream="split-fashion", trainable_from=14),
 }
-
-
-def load() -> list[dict]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
 
 
 def summary(rows: list[dict]) -> list[dict]:
     """Per candidate: mean ± 95 % CI of zero-shot / individual / joint ACC and of the two paired gaps."""
     out = []
     for name in dict.fromkeys(r["candidate"] for r in rows):
-        acc = {m: {r["seed"]: r["acc"] for r in rows if r["candidate"] == name and r["method"] == m} for m in METHODS}
+        acc = {m: by_seed(rows, name, m) for m in METHODS}
         seeds = sorted(set.intersection(*(set(a) for a in acc.values())))
         if not seeds:
             continue
@@ -53,8 +47,8 @@ def summary(rows: list[dict]) -> list[dict]:
         for m in METHODS:
             row[m] = stats.format_interval(stats.interval([acc[m][s] for s in seeds]), points=True)
         for m in ("individual", "joint"):
-            gap = stats.interval([acc[m][s] - acc["zero-shot"][s] for s in seeds])
-            row[f"{m} − zero-shot"] = stats.format_interval(gap, points=True, signed=True)
+            gap = stats.paired(acc[m], acc["zero-shot"]).interval
+            row[f"{m} − zero-shot (points)"] = stats.format_interval(gap, points=True, signed=True)
         out.append(row)
     return out
 
@@ -65,30 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    rows = load()
-    done = {(r["candidate"], r["method"], r["seed"]) for r in rows}
-    todo = []
-    for name, overrides in CANDIDATES.items():
-        if args.only and name not in args.only:
-            continue
-        for seed in args.seeds:
-            for method in METHODS:
-                if (name, method, seed) not in done:
-                    todo.append((name, RunConfig(method=method, seed=seed, **overrides)))
-    batch = 6  # two seeds of one candidate per pool: a killed search keeps what finished
-    for i in range(0, len(todo), batch):
-        part = todo[i : i + batch]
-        results = sweep([c for _, c in part], workers=args.workers)
-        for (name, config), r in zip(part, results, strict=True):
-            rows.append({"candidate": name, "method": config.method, "seed": config.seed, "acc": r["acc"],
-                         "seconds": r["seconds"], "config": {k: v for k, v in vars(config).items() if v is not None}})
-        RESULTS.write_text(json.dumps(rows, indent=1))
-        print(f"{i + len(part)}/{len(todo)} runs", file=sys.stderr, flush=True)
-    table = summary(rows)
-    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])] if table else []
-    lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
-    (HERE / "cil_headroom.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    chosen = {n: c for n, c in CANDIDATES.items() if not args.only or n in args.only}
+    rows = run_search(chosen, METHODS, args.seeds, RESULTS, workers=args.workers)
+    text = markdown(summary(rows))
+    (HERE / "cil_headroom.md").write_text(text)
+    print(text)
     return 0
 
 

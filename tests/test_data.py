@@ -340,3 +340,38 @@ def test_unwritable_cache_only_warns(tmp_path, monkeypatch):
     monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "file" / "cache"))
     with pytest.warns(UserWarning, match="could not cache"):
         assert len(D.load_source("digits").train_labels) == 1438
+
+
+def test_confusion_groups_put_the_most_confused_classes_together():
+    confusion = np.array([[50, 1, 9, 0], [2, 40, 0, 7], [8, 0, 45, 1], [0, 6, 2, 30]])
+    assert D.confusion_groups(confusion, 2) == [0, 2, 1, 3]  # 0↔2 (17 errors) first, then what is left
+    six = np.zeros((6, 6))
+    six[0, 4] = six[4, 0] = 10  # the most confused pair: 0 and 4
+    six[5, 0] = 6  # 5 is confused with 0 more than anyone else is with {0, 4}
+    six[1, 2] = 1
+    six[3, 1] = 2
+    assert D.confusion_groups(six, 3) == [0, 4, 5, 1, 2, 3]
+    with pytest.raises(UserError, match="multiple of 4"):
+        D.confusion_groups(np.ones((6, 6)), 4)
+
+
+def test_split_fashion_puts_confusable_garments_together():
+    s = D.build_stream("split-fashion", train_per_task=30, test_per_task=10)
+    fashion = D.load_source("fashion-mnist")
+    assert [t.classes for t in s.tasks] == [(0, 6), (2, 4), (7, 9), (1, 3), (5, 8)]
+    assert s.class_names[6] == "Shirt" and s.tasks[0].train_images.shape[1:] == (28, 28)
+    labels = D.build_stream("split-fashion", order=range(10), train_per_task=30, test_per_task=10)
+    _check_cil(labels, torch.bincount(fashion.train_labels), [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9)], 30, 10)
+
+
+def test_split_mnist_fashion_animal_six_tasks_of_five_confusable_classes():
+    s = D.build_stream("split-mnist-fashion-animal", train_per_task=25, test_per_task=10)
+    assert [t.classes for t in s.tasks] == [tuple(D.MFA_CONFUSION_ORDER[5 * t : 5 * t + 5]) for t in range(6)]
+    assert len(s.class_names) == 30 and s.class_names[14] == "garment Coat" and s.class_names[22] == "animal cat"
+    tops = {s.class_names[c] for c in s.tasks[1].classes}
+    assert tops == {f"garment {n}" for n in ("T-shirt/top", "Pullover", "Dress", "Coat", "Shirt")}
+    fashion = D.load_source("fashion-mnist")
+    coats = s.tasks[1].train_images[s.tasks[1].train_labels == 14]
+    assert len(coats) == 5 and _bytes(coats) <= _bytes(fashion.train_images[fashion.train_labels == 4])
+    labels = D.build_stream("split-mnist-fashion-animal", order=range(30), train_per_task=25, test_per_task=10)
+    assert [t.classes for t in labels.tasks] == [tuple(range(5 * t, 5 * t + 5)) for t in range(6)]

@@ -1,0 +1,81 @@
+"""Does post-merge alignment help? Its paired effect over seeds, per setting, on each demo stream (issue 11).
+
+Every setting is the full holistic method with one alignment configuration; its effect is holistic(setting) −
+holistic −post on the same seed. The grid covers what the authors' code varies and what it fixes: the parameter
+(the feature bias, or the final projection as the authors align), the teacher (the previous merged model, as the
+authors, or the new task's fine-tuned model), the loss, the steps and the learning rate (the authors' CIL script
+uses 1e-7). Results accumulate in benchmarks/alignment_sweep.json; the table goes to benchmarks/alignment_sweep.md.
+
+    OMP_NUM_THREADS=1 python benchmarks/alignment_sweep.py [--seeds 0 1 2 3 4] [--streams ...] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from seeded_search import by_seed, markdown, run_search
+
+from holomerge_lab import stats
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "alignment_sweep.json"
+OFF = {"name": "no alignment", "method": "holistic", "post": False}
+SETTINGS = {
+    "bias, previous, mse, 20 steps, lr 1e-3 (default)": {},
+    "projection, previous, mse, 20 steps, lr 1e-3": {"align_parameter": "projection"},
+    "bias, current, mse, 20 steps, lr 1e-3": {"align_teacher": "current"},
+    "projection, current, mse, 20 steps, lr 1e-3": {"align_parameter": "projection", "align_teacher": "current"},
+    "bias, previous, cosine, 20 steps, lr 1e-3": {"align_loss": "cosine"},
+    "bias, previous, mse, 100 steps, lr 1e-2": {"align_steps": 100, "align_lr": 1e-2},
+    "projection, previous, mse, 100 steps, lr 1e-2": {
+        "align_parameter": "projection", "align_steps": 100, "align_lr": 1e-2,
+    },
+    "projection, current, mse, 100 steps, lr 1e-2": {
+        "align_parameter": "projection", "align_teacher": "current", "align_steps": 100, "align_lr": 1e-2,
+    },
+    "projection, previous, mse, lr 1e-7 (authors' CIL script)": {"align_parameter": "projection", "align_lr": 1e-7},
+}  # fmt: skip
+STREAMS = ("split-fashion", "rotated-mnist", "split-animal")
+
+
+def table(rows: list[dict]) -> list[dict]:
+    out = []
+    for stream in dict.fromkeys(r["candidate"] for r in rows):
+        off = by_seed(rows, stream, OFF["name"])
+        for name in SETTINGS:
+            on = by_seed(rows, stream, name)
+            if not set(on) & set(off):
+                continue
+            effect = stats.paired(on, off)
+            out.append({
+                "stream": stream, "alignment": name, "n": effect.interval.n,
+                "ACC with it": stats.format_interval(stats.interval([on[s] for s in effect.seeds])),
+                "Δ ACC (points)": stats.format_interval(effect.interval, points=True, signed=True, digits=2),
+                "seeds agreeing": f"{effect.agree}/{effect.interval.n}", "verdict": effect.verdict.replace(
+                    "a > b", "helps").replace("a < b", "hurts"),
+            })  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--streams", nargs="+", default=list(STREAMS))
+    parser.add_argument("--settings", nargs="+", type=int, help="indices into SETTINGS (default: all)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    chosen = [n for i, n in enumerate(SETTINGS) if args.settings is None or i in args.settings]
+    methods = [OFF] + [{"name": n, "method": "holistic", **SETTINGS[n]} for n in chosen]
+    rows = run_search(
+        {s: {"stream": s} for s in args.streams}, methods, args.seeds, RESULTS, workers=args.workers
+    )
+    text = markdown(table(rows))
+    (HERE / "alignment_sweep.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Named candidates × methods × seeds, run in parallel worker processes, accumulated in one JSON file.
+
+The searches of benchmarks/ (cil_headroom.py, alignment_sweep.py) are this loop with their own candidates: a rerun
+skips every (candidate, method, seed) already in the file, so an interrupted search resumes where it stopped and
+a new candidate costs only its own runs. Fine-tuned tasks are shared between runs through the task cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from holomerge_lab.pipeline import RunConfig
+from holomerge_lab.sweep import sweep
+
+
+def load(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def run_search(
+    candidates: Mapping[str, dict],
+    methods: Sequence[str | dict],
+    seeds: Sequence[int],
+    path: Path,
+    *,
+    workers: int = 2,
+    batch: int = 6,
+) -> list[dict]:
+    """Run what `path` does not hold yet, `batch` runs per worker pool (so a killed search keeps what finished).
+
+    A method is a name, or a dict of RunConfig fields with a "name" (e.g. {"name": "no-post", "method":
+    "holistic", "post": False}); each stored row has the candidate, the method name, the seed, the run's JSON
+    metrics and the settings."""
+    rows = load(path)
+    done = {(r["candidate"], r["method"], r["seed"]) for r in rows}
+    todo = []
+    for seed in seeds:
+        for name, overrides in candidates.items():
+            for method in methods:
+                fields = {"method": method} if isinstance(method, str) else dict(method)
+                label = fields.pop("name", fields["method"])
+                if (name, label, seed) not in done:
+                    todo.append((name, label, RunConfig(seed=seed, **{**overrides, **fields})))
+    for i in range(0, len(todo), batch):
+        part = todo[i : i + batch]
+        results = sweep([c for *_, c in part], workers=workers)
+        for (name, label, config), r in zip(part, results, strict=True):
+            rows.append({
+                "candidate": name, "method": label, "seed": config.seed, "acc": r["acc"],
+                "joint_accuracy": r["joint_accuracy"][-1], "bwt": r["bwt"], "acc_matrix": r["acc_matrix"],
+                "seconds": r["seconds"], "config": {k: v for k, v in vars(config).items() if v is not None},
+            })  # fmt: skip
+        path.write_text(json.dumps(rows, indent=1))
+        print(f"{i + len(part)}/{len(todo)} runs", file=sys.stderr, flush=True)
+    return rows
+
+
+def by_seed(rows: Sequence[dict], candidate: str, method: str, key: str = "acc") -> dict[int, float]:
+    return {r["seed"]: r[key] for r in rows if r["candidate"] == candidate and r["method"] == method}
+
+
+def markdown(table: Sequence[dict]) -> str:
+    if not table:
+        return ""
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
+    return "\n".join(lines) + "\n"
