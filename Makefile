@@ -31,11 +31,21 @@ $(CHROMIUM):
 		exit 1; \
 	fi
 
-demo: $(VENV)/.installed
+# Fashion-MNIST (split-fashion, split-mnist-fashion-animal) ships as Debian's dataset-fashion-mnist package
+FASHION := /usr/share/datasets/fashion-mnist
+$(FASHION):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		echo "Fashion-MNIST comes from Debian's dataset-fashion-mnist: run 'sudo apt-get install -y dataset-fashion-mnist'" >&2; \
+		exit 1; \
+	fi
+
+demo: $(VENV)/.installed $(FASHION)
 	$(BIN)/holomerge-lab compare --stream split-animal --preset quick --out results/demo/split-animal --force
 	$(BIN)/holomerge-lab compare --stream rotated-mnist --preset quick --out results/demo/rotated-mnist --force
 
-test: $(VENV)/.dev $(CHROMIUM)
+test: $(VENV)/.dev $(CHROMIUM) $(FASHION)
 	$(BIN)/ruff check holomerge_lab tests
 	$(BIN)/python -m pytest
 
