@@ -242,6 +242,10 @@ def _run(args: argparse.Namespace, command: str) -> None:
         if paired and len(runs) > 1:
             print("\npaired effects (holistic − row, per seed; a stage's row: switching it on):")
             print(format_table(effects_table(paired)))
+    reused = sum(r.reused_tasks for r in results)
+    if reused:
+        print(f"{reused} fine-tuned task model(s) reused from the task cache ({cache_dir() / 'task-models'})",
+              file=sys.stderr)  # fmt: skip
     if args.out is not None:
         _save(results, args, command, several)
 

@@ -228,6 +228,7 @@ class RunResult:
     seconds: float
     losses: list[list[float]] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    reused_tasks: int = 0  # fine-tuned task models this run loaded from the task cache instead of training
 
     @property
     def acc(self) -> float:
@@ -249,6 +250,7 @@ class RunResult:
             "stages": self.stages, "seed": self.seed, "acc_matrix": matrix, "acc": self.acc, "bwt": self.bwt,
             "forgetting": self.forgetting, "joint_accuracy": self.joint_accuracy,
             "state_bytes": self.state_bytes, "seconds": self.seconds, "config": self.config,
+            "reused_tasks": self.reused_tasks,
         }  # fmt: skip
 
 
@@ -543,7 +545,7 @@ def run(
     steps = config.steps or config.epochs * math.ceil(len(prep.train_features[0]) / config.batch_size)
     bar = tqdm(total=fine_tunes * steps, desc=config.label, disable=not progress, leave=False)
     settings_json = _jsonable(dataclasses.asdict(config))
-    first, elapsed = 0, 0.0
+    first, elapsed, reused = 0, 0.0, 0
     if checkpoints is not None and resume:
         state, skipped = latest_checkpoint(checkpoints, settings_json)
         for message in skipped:
@@ -581,6 +583,7 @@ def run(
                 device = next(iter(start.values())).device
                 task, task_losses, hit = cached_task(task_cache, task_key(inputs), train, device)
                 bar.update(steps if hit else 0)
+                reused += hit
             losses.append(task_losses)
             if config.method == "individual":
                 served = task.params
@@ -619,7 +622,7 @@ def run(
         method=config.method, label=config.label, stream=config.stream, backbone=config.backbone,
         stages=config.stages, seed=config.seed, acc_matrix=matrix, joint_accuracy=joint,
         state_bytes=carried_bytes, seconds=elapsed + time.perf_counter() - began, losses=losses,
-        config=settings_json,
+        config=settings_json, reused_tasks=reused,
     )  # fmt: skip
 
 

@@ -58,6 +58,7 @@ def test_compare_over_seeds_trains_each_distinct_task_once_and_matches_uncached_
     methods = ("average", "task-arithmetic", "individual")  # all fine-tune every task from θ0, standard
     cached = compare(config, methods, seeds=[0, 1], progress=False, task_cache=tmp_path)
     assert entries(tmp_path) == 2 * 2  # 2 seeds × 2 tasks, not × 3 methods
+    assert [r.reused_tasks for r in cached] == [0, 2, 2] * 2  # the 2nd and 3rd rows load every task
     fresh = compare(config, methods, seeds=[0, 1], progress=False)
     assert [(r.label, r.seed) for r in cached] == [(m, s) for s in (0, 1) for m in methods]
     for a, b in zip(cached, fresh, strict=True):
