@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_seeds_option(compare)
     _add_run_options(compare)
+    summarize = commands.add_parser(
+        "summarize", help="the tables of runs saved in a --out folder, over seeds"
+    )
+    summarize.add_argument("folder", type=Path, help="a folder written by run/compare --out")
     commands.add_parser("list", help="the streams, methods, backbones and presets")
     sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
     sweep.add_argument("--method", default="holistic")
@@ -240,7 +244,7 @@ def _run(args: argparse.Namespace, command: str) -> None:
             print(format_table(results_table(results)))
         paired = effects(runs)
         if paired and len(runs) > 1:
-            print("\npaired effects (holistic − row, per seed; a stage's row: switching it on):")
+            print("\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):")
             print(format_table(effects_table(paired)))
     reused = sum(r.reused_tasks for r in results)
     if reused:
@@ -248,6 +252,34 @@ def _run(args: argparse.Namespace, command: str) -> None:
               file=sys.stderr)  # fmt: skip
     if args.out is not None:
         _save(results, args, command, several)
+
+
+def _summarize(folder: Path) -> None:
+    from .evidence import effects, effects_table, summarize, summary_table
+    from .viz import format_table
+
+    paths = sorted(p for p in folder.glob("*.json") if p.name != "summary.json") if folder.is_dir() else []
+    runs = []
+    for path in paths:
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path} is not a run's JSON ({e}); remove it or choose another folder") from None
+    runs = [r for r in runs if isinstance(r, dict) and {"label", "seed", "acc"} <= set(r)]
+    if not runs:
+        raise UserError(
+            f"no run JSON in {folder}: give a folder written by `holomerge-lab run/compare --out`"
+        )
+    seeds = sorted({r["seed"] for r in runs})
+    print(f"{runs[0]['stream']}: {len(runs)} runs, seeds {' '.join(map(str, seeds))}; "
+          "mean ± 95% t-interval over the seeds")  # fmt: skip
+    print(format_table(summary_table(summarize(runs))))
+    paired = effects(runs)
+    if paired:
+        print(
+            "\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):"
+        )
+        print(format_table(effects_table(paired)))
 
 
 def _list() -> None:
@@ -309,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "list":
             _list()
+        elif args.command == "summarize":
+            _summarize(args.folder)
         elif args.command == "sweep":
             _sweep(args)
         elif args.command == "bench":

@@ -67,6 +67,12 @@ def test_compare_over_seeds_prints_intervals_and_paired_effects_and_writes_them(
     assert effect["mean"] == pytest.approx(sum(diffs) / 2)
     report = (out / "report.html").read_text()
     assert "Paired effects" in report and "mean ± 95% t-interval over 2 seed(s)" in report
+    assert main(["summarize", str(out)]) == 0  # the same tables again, from the saved JSON
+    again = capsys.readouterr().out
+    assert "seeds 0 1" in again
+    assert sorted(line for line in again.splitlines() if "±" in line) == sorted(
+        line for line in printed.splitlines() if "±" in line
+    )
 
 
 BAD_INPUTS = [
@@ -97,6 +103,7 @@ BAD_INPUTS = [
     (["compare", "--seeds", "0", "-1"], "seed is a whole number >= 0"),
     (["compare", "--seeds", "0", "x"], "whole number"),
     (["run", "--seed", "1", "--seeds", "0", "1"], "either --seed or --seeds"),
+    (["summarize", "/nonexistent/folder"], "no run JSON"),
 ]
 
 
