@@ -300,6 +300,9 @@ def load_samples(
     return _to_source(name, _cached(f"imagefolder-{stamp.hexdigest()[:16]}", decode), split)
 
 
+FOLDERS_SPLIT = "separate train and test folders"
+
+
 def seeded_split_note() -> str:
     return f"a seeded stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
 
@@ -335,7 +338,7 @@ def load_image_folder(
     if len(sets) == 2 and sets[0].classes != sets[1].classes:
         raise UserError(f"train and test folders of {folder} have different classes; make them the same")
     if len(sets) == 2:
-        train, test, split = sets[0].samples, sets[1].samples, f"the folders {parts[0]} and {parts[1]}"
+        train, test, split = sets[0].samples, sets[1].samples, FOLDERS_SPLIT
     else:
         samples = sets[0].samples
         tr, te = stratified_split(np.asarray([y for _, y in samples], dtype=np.int64))
