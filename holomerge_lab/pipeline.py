@@ -80,6 +80,31 @@ PRESETS: dict[str, dict] = {
     ),
 }  # fmt: skip
 
+PAPER_PROTOCOL: tuple[tuple[str, str, str], ...] = (
+    # (what, the authors' code (VietHoang1512/CMM) and so the `paper` default, the named choice one setting away)
+    ("prompts", "their per-data-set sets (src/datasets/templates.py): CIFAR 18, ImageNet-R / DomainNet / CUB 80, "
+     "Office-31 6, Office-Home 5, ImageCLEF 5, Cars 8 (heads.TEMPLATES)", "zero_shot_text_head with your own"),
+    ("test images", "open_clip's preprocess_val: short side to 224 (bicubic), centre crop", "none: never a squash"),
+    ("training images", "open_clip's train transform: RandomResizedCrop, scale 0.9–1, bicubic, new crops every step "
+     "(augment=True; boxes drawn on each file's geometry, cut from the whole image stored at 224)",
+     "augment=False: the whole image, squashed"),
+    ("precision", "fp32 throughout (precision='fp32')", "precision='bf16' (or 'auto')"),
+    ("fine-tuning", "AdamW lr 1e-5, decay 0.1, batch 128, 500 warm-up steps then cosine, clip 1.0, 10 epochs; "
+     "from the previous merged model, expanded at θ0", "epochs=30 (their small sets), start='pretrained'"),
+    ("merge", "v-weighted, α 0.4, raw v, no ε", "variant='clean' (bias-corrected v, ε); during=False"),
+    ("alignment", "visual.proj, one epoch, MSE, AdamW lr 1e-7 with its default decay 0.01, clip 1.0, teacher the "
+     "previous merged model, on the same crops as the teacher", "align_parameter='bias', align_teacher='current'"),
+    ("DomainNet", "domains clipart, sketch, real, infograph, quickdraw, painting; official <domain>_train/_test.txt",
+     "without the lists: a seeded 80/20 split, named in the run's `split`"),
+    ("class splits", "task t holds classes order[⌊n·t/T⌋ : ⌊n·(t+1)/T⌋] (CUB-200, Cars: 196 classes)",
+     "CIFAR-100 / ImageNet-R: T must divide the classes (the same splits)"),
+    ("metric", "accuracy pooled over the whole test set of the seen tasks", "acc: the mean over tasks"),
+    ("seed", "5", "seeds are an axis: compare over several"),
+)  # fmt: skip
+"""What `--preset paper` runs, point by point, and the cleaner or cheaper choice one setting away. Not copied on
+purpose (method.md's quirks): the ImageNet-R domain filter (theirs loads every domain for every task) and the DIL
+script's ablation (theirs: plain interpolation, alignment lr 0; here `during=False, align_lr=0`)."""
+
 
 @dataclass
 class RunConfig:

@@ -448,3 +448,18 @@ def test_cli_reaches_epochs_alignment_start_and_augmentation():
     assert (config.align_weight_decay, config.align_grad_clip, config.augment) == (0.01, 1.0, True)
     off = _config(build_parser().parse_args(["run", "--preset", "paper", "--backbone", "tiny-clip", "--no-augment"]))
     assert off.resolve().augment is False
+
+
+def test_gpu_check_script_runs_its_cpu_path():
+    """scripts/gpu_check.py times the paper-protocol step (fp32, crops, linearized) with the package's own pieces."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.main(["--backbone", "tiny-clip", "--device", "cpu", "--steps", "1", "--batch-size", "4"])
+    (row,) = report["rows"]
+    assert "error" not in row and row["mode"] == "linearized" and row["precision"] == "fp32"
+    assert np.isfinite(row["final_loss"]) and report["weights"] == "random"
