@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import check_choice
+from .errors import UserError, check_choice
 from .finetune import batches
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -34,7 +34,7 @@ def feature_discrepancy(a: Tensor, b: Tensor, loss: str = "mse") -> float:
 def align(
     forward: Callable[..., Tensor],
     params: Mapping[str, Tensor],
-    teacher_features: Tensor,
+    teacher_features: Tensor | Callable[[Tensor], Tensor],
     inputs: Tensor,
     *,
     parameter: str,
@@ -43,21 +43,32 @@ def align(
     lr: float = 1e-3,
     batch_size: int = 64,
     seed: int = 0,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = None,
+    augment: Callable[[Tensor, Tensor, int], Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Return `params` with only `params[parameter]` trained to bring forward(params, x) to the teacher's features.
 
-    `teacher_features` are the teacher's outputs on `inputs`, computed once by the caller (the teacher never
-    changes during alignment).
+    `teacher_features`: the teacher's outputs on `inputs`, computed once by the caller (the teacher never changes
+    during alignment), or a function giving them for a batch, which `augment` (each batch's training view, as in
+    `fine_tune`) needs: the teacher must see the same view. AdamW with `weight_decay`; `grad_clip` bounds the
+    gradient norm (the authors: 1.0, AdamW's default decay 0.01).
     """
     check_choice("alignment loss", loss, LOSSES)
     check_choice("alignment parameter", parameter, params)
+    if augment is not None and not callable(teacher_features):
+        raise UserError("augmented alignment needs the teacher as a function of the batch, not fixed features")
     trained = params[parameter].detach().clone().requires_grad_(True)
-    optimizer = torch.optim.AdamW([trained], lr=lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([trained], lr=lr, weight_decay=weight_decay)
     loss_fn = LOSSES[loss]
-    for batch in batches(len(inputs), batch_size, steps, seed):
-        current = forward({**params, parameter: trained}, inputs[batch])
-        value = loss_fn(current, teacher_features[batch])
+    for step, batch in enumerate(batches(len(inputs), batch_size, steps, seed)):
+        x = inputs[batch] if augment is None else augment(inputs[batch], batch, step)
+        with torch.no_grad():
+            target = teacher_features(x) if callable(teacher_features) else teacher_features[batch]
+        value = loss_fn(forward({**params, parameter: trained}, x), target)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([trained], grad_clip)
         optimizer.step()
     return {**params, parameter: trained.detach()}

@@ -118,6 +118,17 @@ class Backbone:
         named = dict(self.top.named_parameters())
         return {k: named[k].detach().clone() for k in self.trainable}
 
+    def training_view(self, images: Tensor, sizes: Tensor | None, seed: int) -> Tensor:
+        """open_clip's random training crop of a batch of the top's pixel inputs (`random_resized_crops`).
+
+        Only where the top sees pixels (CLIP with trainable_from 0): elsewhere the inputs are cached features."""
+        if not self.pixels_in_top:
+            raise UserError(
+                f"{self.name} trains on cached trunk features, which cannot be cropped: training augmentation "
+                "needs a CLIP backbone with trainable_from 0; switch augment off"
+            )
+        return random_resized_crops(images, self.image_size, seed, sizes)
+
     def embed(self, images, *, batch_size: int = 256) -> Tensor:
         """Pre-trained embeddings of uint8 images (trunk then top, no cache, no grad)."""
         out = []
@@ -153,6 +164,48 @@ def normalize_pixels(x: Tensor, size: int, mean, std, dtype: torch.dtype = torch
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def clip_input(x: Tensor, size: int, mean, std, dtype: torch.dtype = torch.float32) -> Tensor:
+    """uint8 pixels [N,3,H,W] -> the CLIP tower's input, as open_clip's ``preprocess_val`` makes it: the short side
+    resized to `size` (bicubic, antialiased, rounded back to uint8 as PIL does), the centre crop, then scaled and
+    normalised. Images already `size`×`size` (folder streams decode at the model's size) are only normalised."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    if x.shape[-2:] != (size, size):
+        x = TF.resize(x, size, InterpolationMode.BICUBIC, antialias=True)
+        x = TF.center_crop(x, [size, size])
+    return normalize_pixels(x, size, mean, std, dtype)
+
+
+TRAIN_SCALE = (0.9, 1.0)
+"""open_clip's training crop scale (AugmentationCfg default), with RandomResizedCrop's default ratio 3/4..4/3."""
+
+
+def random_resized_crops(images: Tensor, size: int, seed: int, sizes: Tensor | None = None) -> Tensor:
+    """open_clip's training transform on a uint8 batch [B,3,h,w] -> uint8 [B,3,size,size], on its device.
+
+    Per image, torchvision's own ``RandomResizedCrop.get_params`` draws the box (area 90–100 %, aspect 3/4..4/3) on
+    the image file's geometry, `sizes` [B, 2] (height, width; default: the stored pixels' own), and the box is cut
+    from the stored pixels at the same relative place and resized with bicubic antialiasing. Seeded: the same seed
+    gives the same boxes, without touching the global random state."""
+    from torchvision.transforms import InterpolationMode, RandomResizedCrop
+    from torchvision.transforms.v2 import functional as TF
+
+    h, w = images.shape[-2:]
+    files = [(h, w)] * len(images) if sizes is None else [tuple(s) for s in sizes.tolist()]
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for image, (fh, fw) in zip(images, files, strict=True):
+            top, left, ch, cw = RandomResizedCrop.get_params(torch.empty(1, 1, 1).expand(1, fh, fw), TRAIN_SCALE,
+                                                             (3 / 4, 4 / 3))  # fmt: skip
+            top, left = min(h - 1, round(top * h / fh)), min(w - 1, round(left * w / fw))
+            ch, cw = max(1, min(h - top, round(ch * h / fh))), max(1, min(w - left, round(cw * w / fw)))
+            out.append(TF.resized_crop(image, top, left, ch, cw, [size, size], InterpolationMode.BICUBIC,
+                                       antialias=True))  # fmt: skip
+    return torch.stack(out) if out else images.new_empty((0, 3, size, size))
 
 
 def preprocess_images(images, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Tensor:
@@ -363,7 +416,7 @@ class ClipTrunk(_AlwaysEval):
             return x
         weight = self.visual.conv1.weight
         with _MathAttention():
-            x = self.visual._embeds(normalize_pixels(x.to(weight.device), self.size, self.mean, self.std))
+            x = self.visual._embeds(clip_input(x.to(weight.device), self.size, self.mean, self.std))
             for block in self.visual.transformer.resblocks[: self.split]:
                 x = block(x)
         return x
@@ -372,7 +425,8 @@ class ClipTrunk(_AlwaysEval):
 class ClipTop(_AlwaysEval):
     """Blocks ``split..`` of the CLIP image tower + pooling + projection + a zero bias -> embedding [B, D].
 
-    With ``split=0`` its input is the uint8 pixels (resized and normalised here, on the model's device), else the
+    With ``split=0`` its input is the uint8 pixels (`clip_input`: open_clip's evaluation resize and centre crop,
+    then normalised, here on the model's device), else the
     trunk's tokens. Parameter names are the open_clip model's (``visual.proj``, ``visual.transformer.resblocks.11...``).
     `autocast`: a dtype (bf16 / fp16) to run the tower in under `torch.autocast` on CUDA, or None (float32);
     the embedding is returned in float32 either way.
@@ -390,8 +444,7 @@ class ClipTop(_AlwaysEval):
         with _MathAttention(), torch.autocast(device.type, self.autocast or torch.float32,
                                               enabled=self.autocast is not None):  # fmt: skip
             if self.split == 0:
-                x = self.visual._embeds(normalize_pixels(x.to(device), self.size, self.mean, self.std,
-                                                         self.bias.dtype))  # fmt: skip
+                x = self.visual._embeds(clip_input(x.to(device), self.size, self.mean, self.std, self.bias.dtype))
             else:
                 x = x.to(device)
             for block in self.visual.transformer.resblocks[self.split :]:
@@ -548,6 +601,12 @@ def _clip_builder(model_name: str, backbone: str) -> Callable[..., Backbone]:
 
     build.__doc__ = f"open_clip {model_name}, OpenAI weights by default (`pretrained`: a tag, a checkpoint path, or 'random')."
     return build
+
+
+def tower_sees_pixels(backbone: str, trainable_from: int | None) -> bool:
+    """Whether the trained top of `backbone` takes the raw pixels (CLIP, whole tower trained), so that training
+    images can be augmented; otherwise it trains on cached trunk features."""
+    return (backbone in CLIP_MODELS or backbone == "tiny-clip") and not trainable_from
 
 
 BACKBONES: dict[str, Callable[..., Backbone]] = {

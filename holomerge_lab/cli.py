@@ -62,6 +62,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
     p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
+    p.add_argument(
+        "--epochs", type=_positive_int, help="fine-tuning epochs per task, when --steps is not given (paper: 10)"
+    )
+    p.add_argument("--start", help="where task t's fine-tuning starts: merged | pretrained | previous")
     p.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size")
     p.add_argument("--backbone", default="effnet-lite0")
     p.add_argument(
@@ -71,11 +75,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--trainable-from", type=int, help="first trained block (earlier blocks: frozen, cached trunk)"
     )
     p.add_argument(
-        "--data-root", help="folder of cifar100 / imagenet-r / domainnet / office-home / office-31"
+        "--data-root", help="folder of a file stream: cifar100, imagenet-r, domainnet, office-*, imageclef, cub200, cars"
     )
     p.add_argument("--download", action="store_true", default=None, help="let torchvision fetch CIFAR-100")
     p.add_argument("--device", help="auto (default: CUDA when available) | cpu | cuda")
-    p.add_argument("--precision", help="auto (bf16 on a GPU that has it) | fp32 | bf16 | fp16")
+    p.add_argument("--precision", help="fp32 (paper, quick, full) | auto (bf16 on a GPU that has it) | bf16 | fp16")
     p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
     p.add_argument(
         "--center", action="store_true", help="center features by the first task's mean θ0 feature"
@@ -83,6 +87,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-parameter", help="bias | projection")
     p.add_argument("--align-teacher", help="previous (merged model) | current (fine-tuned model)")
     p.add_argument("--align-loss", help="mse | l1 | cosine")
+    p.add_argument("--align-lr", type=float, help="alignment learning rate (paper: 1e-7)")
+    p.add_argument("--align-steps", type=int, help="alignment steps per task (default: one pass over the task)")
+    p.add_argument("--align-weight-decay", type=float, help="alignment AdamW weight decay (paper: 0.01)")
+    p.add_argument("--align-grad-clip", type=float, help="alignment gradient-norm clip (paper: 1.0)")
+    p.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=None,
+        help="open_clip's random training crops (CLIP, trainable-from 0; paper: on)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument(

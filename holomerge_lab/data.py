@@ -24,6 +24,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ DIL_DEFAULT_TASKS = 5
 ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
 """Label order of the animal-mnist pickles (alphabetical, as in its README; checked against the images)."""
 _DIGIT_NAMES = tuple(str(d) for d in range(10))
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: folder images as open_clip sees them (train: whole + size; test: crop)
 
 
 # --------------------------------------------------------------------------------------------------- sources
@@ -64,6 +65,8 @@ class Source:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     class_names: tuple[str, ...]
+    train_sizes: torch.Tensor | None = None  # [N, 2] each training image file's (height, width)
+    split: str = ""  # where the train/test split comes from (official lists, folders, or a seeded split)
 
 
 def cache_dir() -> Path:
@@ -170,8 +173,9 @@ _LOADERS: dict[str, Callable[[], tuple]] = {
 SOURCES = (*_LOADERS, "imagefolder:<path>")
 
 
-def _to_source(name: str, arrays: tuple) -> Source:
-    x_tr, y_tr, x_te, y_te, class_names = arrays
+def _to_source(name: str, arrays: tuple, split: str = "") -> Source:
+    """Arrays (train images, labels, test images, labels, class names[, train sizes]) as a Source."""
+    x_tr, y_tr, x_te, y_te, class_names, *sizes = arrays
     return Source(
         name=name,
         train_images=torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.uint8)),
@@ -179,6 +183,8 @@ def _to_source(name: str, arrays: tuple) -> Source:
         test_images=torch.from_numpy(np.ascontiguousarray(x_te, dtype=np.uint8)),
         test_labels=torch.from_numpy(np.asarray(y_te, dtype=np.int64)),
         class_names=tuple(str(c) for c in class_names),
+        train_sizes=torch.from_numpy(np.asarray(sizes[0], dtype=np.int64)) if sizes else None,
+        split=split,
     )
 
 
@@ -187,12 +193,14 @@ def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
     path = cache_dir() / f"{key}-v{_CACHE_VERSION}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as z:
+            sizes = (z["train_sizes"],) if "train_sizes" in z.files else ()
             return (
                 z["train_images"],
                 z["train_labels"],
                 z["test_images"],
                 z["test_labels"],
                 tuple(z["class_names"].tolist()),
+                *sizes,
             )
     arrays = decode()
     tmp = None
@@ -207,6 +215,7 @@ def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
                 test_images=arrays[2],
                 test_labels=arrays[3],
                 class_names=np.array(arrays[4], dtype=str),
+                **({"train_sizes": arrays[5]} if len(arrays) > 5 else {}),
             )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache folder may be shared
         os.replace(tmp, path)
@@ -232,17 +241,83 @@ def _load_torchvision(name: str, root: str | os.PathLike, download: bool):
     return train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), names
 
 
-def load_image_folder(
-    path: str | os.PathLike, image_size: int = 64, keep: Callable[[str], bool] | None = None
+def eval_view(image, size: int) -> np.ndarray:
+    """open_clip's evaluation geometry (``preprocess_val`` of the OpenAI CLIP models): the short side resized to
+    `size` (bicubic, antialiased), then the centre `size`×`size` crop, as uint8 [size, size, 3]. Never a squash.
+    torchvision's own Resize and CenterCrop on the PIL image, which open_clip's transform calls too."""
+    from torchvision.transforms import CenterCrop, InterpolationMode, Resize
+
+    return np.asarray(CenterCrop(size)(Resize(size, InterpolationMode.BICUBIC)(image)))
+
+
+def train_view(image, size: int) -> np.ndarray:
+    """The whole image squashed to `size`×`size` (bicubic), as uint8: what training crops are cut from.
+
+    Kept with the file's own height and width (`Source.train_sizes`), so that `backbones.random_resized_crops`
+    draws open_clip's training boxes (RandomResizedCrop, scale 0.9–1) on the image's real geometry; a crop of 90–100 %
+    of the area resized to a square is itself close to this squash, which is also what training sees without
+    augmentation."""
+    from torchvision.transforms import InterpolationMode, Resize
+
+    return np.asarray(Resize((size, size), InterpolationMode.BICUBIC)(image))
+
+
+def _read_rgb(path: str):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")  # torchvision's default loader does the same before any transform
+
+
+Samples = list[tuple[str, int]]
+
+
+def load_samples(
+    name: str, train: Samples, test: Samples, classes: Sequence[str], image_size: int, split: str
 ) -> Source:
-    """Any ImageFolder tree (one subfolder per class) as RGB uint8 [N,S,S,3], resized to ``image_size``.
+    """Image files (path, label) as a Source: training images by `train_view` (with their sizes), test images by
+    `eval_view`. Decoded once, then read from the cache, keyed by the size, the split and every file's size and
+    mtime."""
+    stamp = hashlib.sha1(f"{image_size}|{split}|{list(classes)}".encode())
+    for p, label in (*train, *test):
+        st = os.stat(p)
+        stamp.update(f"{p}|{label}|{st.st_size}|{st.st_mtime_ns}".encode())
+
+    def stack(images: list[np.ndarray]) -> np.ndarray:
+        return np.stack(images) if images else np.empty((0, image_size, image_size, 3), np.uint8)
+
+    def decode() -> tuple:
+        train_images, sizes = [], []
+        for p, _ in train:
+            image = _read_rgb(p)
+            train_images.append(train_view(image, image_size))
+            sizes.append((image.height, image.width))
+        test_images = [eval_view(_read_rgb(p), image_size) for p, _ in test]
+        labels = [np.asarray([y for _, y in part], dtype=np.int64) for part in (train, test)]
+        sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        return stack(train_images), labels[0], stack(test_images), labels[1], tuple(classes), sizes
+
+    return _to_source(name, _cached(f"imagefolder-{stamp.hexdigest()[:16]}", decode), split)
+
+
+FOLDERS_SPLIT = "separate train and test folders"
+
+
+def seeded_split_note() -> str:
+    return f"a seeded stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%} split (seed {SPLIT_SEED})"
+
+
+def load_image_folder(
+    path: str | os.PathLike, image_size: int = 64, keep: Callable[[str], bool] | None = None,
+    test_path: str | os.PathLike | None = None,
+) -> Source:  # fmt: skip
+    """Any ImageFolder tree (one subfolder per class) as RGB uint8 [N,S,S,3] at ``image_size`` (see `load_samples`).
 
     ``keep(file_path) -> bool`` selects files (e.g. one domain of ImageNet-R); every class folder stays a class,
     so label ids agree between selections.
 
-    With ``train/`` and ``test/`` (or ``val/``) subfolders those are the splits; otherwise a seeded stratified
-    80/20 split (of ``train/`` if it is there alone). Decoded arrays are cached, keyed by the folder, the size and every file's size and mtime."""
-    from PIL import Image
+    The test split: ``test_path`` if given, else ``train/`` and ``test/`` (or ``val/``) subfolders, else a seeded
+    stratified 80/20 split (of ``train/`` if it is there alone). `Source.split` says which."""
     from torchvision.datasets import ImageFolder
 
     folder = Path(path).expanduser().resolve()
@@ -250,38 +325,25 @@ def load_image_folder(
         raise UserError(f"image folder {folder} does not exist; pass a folder with one subfolder per class")
     test_dir = next((folder / d for d in ("test", "val") if (folder / d).is_dir()), None)
     train_dir = folder / "train" if (folder / "train").is_dir() else folder
-    parts = [train_dir, test_dir] if test_dir and train_dir != folder else [train_dir]
-
-    def load(p: Path) -> Image.Image:
-        with Image.open(p) as img:
-            return img.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-
+    if test_path is not None:
+        parts = [folder, Path(test_path).expanduser().resolve()]
+    else:
+        parts = [train_dir, test_dir] if test_dir and train_dir != folder else [train_dir]
     try:
-        sets = [
-            ImageFolder(str(p), loader=load, is_valid_file=keep, allow_empty=keep is not None) for p in parts
-        ]
+        sets = [ImageFolder(str(p), is_valid_file=keep, allow_empty=keep is not None) for p in parts]
     except FileNotFoundError as err:
         raise UserError(
             f"{folder} is not an ImageFolder tree ({err}); put images in one folder per class"
         ) from err
     if len(sets) == 2 and sets[0].classes != sets[1].classes:
         raise UserError(f"train and test folders of {folder} have different classes; make them the same")
-
-    def decode() -> tuple:
-        arrays = []
-        for ds in sets:
-            images = np.stack([np.asarray(ds[i][0]) for i in range(len(ds))])
-            arrays.append((images, np.asarray(ds.targets, dtype=np.int64)))
-        if len(arrays) == 1:
-            return (*_split_arrays(*arrays[0]), sets[0].classes)
-        return (*arrays[0], *arrays[1], sets[0].classes)
-
-    stamp = hashlib.sha1(f"{folder}|{image_size}".encode())
-    for ds in sets:
-        for p, _ in ds.samples:
-            st = os.stat(p)
-            stamp.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return _to_source(f"imagefolder:{folder}", _cached(f"imagefolder-{stamp.hexdigest()[:16]}", decode))
+    if len(sets) == 2:
+        train, test, split = sets[0].samples, sets[1].samples, FOLDERS_SPLIT
+    else:
+        samples = sets[0].samples
+        tr, te = stratified_split(np.asarray([y for _, y in samples], dtype=np.int64))
+        train, test, split = [samples[i] for i in tr], [samples[i] for i in te], seeded_split_note()
+    return load_samples(f"imagefolder:{folder}", train, test, sets[0].classes, image_size, split)
 
 
 def load_source(
@@ -312,6 +374,7 @@ class Task:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+    train_sizes: torch.Tensor | None = None  # [N, 2] each training image file's (height, width)
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,6 +386,7 @@ class TaskStream:
     class_names: tuple[str, ...]
     tasks: tuple[Task, ...]
     seed: int
+    split: str = ""  # where the train/test split comes from (official lists, folders, a seeded split)
 
 
 def _rng(seed: int, *tags: int) -> np.random.Generator:
@@ -364,14 +428,27 @@ def _pick(images: torch.Tensor, labels: torch.Tensor, idx: np.ndarray):
     return images[idx], labels[idx]
 
 
+def _sizes(source: Source, idx: np.ndarray) -> torch.Tensor | None:
+    """The file sizes of the training images `_pick` takes at `idx` (same order), if the source has them."""
+    return None if source.train_sizes is None else source.train_sizes[torch.from_numpy(np.sort(idx))]
+
+
 def _cil_stream(
-    name: str, source: Source, n_tasks, train_per_task, test_per_task, order, seed, group: int = 2
-) -> TaskStream:
-    """Class-incremental: the classes, in ``order``, cut into groups of ``group``; task t sees group t only."""
+    name: str, source: Source, n_tasks, train_per_task, test_per_task, order, seed, group: int = 2,
+    splits: int | None = None,
+) -> TaskStream:  # fmt: skip
+    """Class-incremental: the classes, in ``order``, cut into groups of ``group``; task t sees group t only.
+
+    With ``splits``: the classes cut into that many groups at ``floor(n_classes·t/splits)``, as the authors'
+    ``get_class_incremental_classes_and_subset_indices`` does (sizes differ by one where it does not divide)."""
     n_classes = len(source.class_names)
     order = _check_order(order, n_classes, "class ids")
-    n_tasks = _check_count("n_tasks", n_tasks, n_classes // group) or n_classes // group
-    groups = [order[t * group : (t + 1) * group] for t in range(n_tasks)]
+    if splits is None:
+        n_tasks = _check_count("n_tasks", n_tasks, n_classes // group) or n_classes // group
+        groups = [order[t * group : (t + 1) * group] for t in range(n_tasks)]
+    else:
+        groups = [order[n_classes * t // splits : n_classes * (t + 1) // splits] for t in range(splits)]
+        n_tasks = splits
     y_tr, y_te = source.train_labels.numpy(), source.test_labels.numpy()
     pools = [(np.flatnonzero(np.isin(y_tr, g)), np.flatnonzero(np.isin(y_te, g))) for g in groups]
     n_tr = _check_count("train_per_task", train_per_task, min(len(p[0]) for p in pools))
@@ -386,9 +463,10 @@ def _cil_stream(
                 tuple(g),
                 *_pick(source.train_images, source.train_labels, tr),
                 *_pick(source.test_images, source.test_labels, te),
+                _sizes(source, tr),
             )
         )
-    return TaskStream(name, "cil", source.class_names, tuple(tasks), seed)
+    return TaskStream(name, "cil", source.class_names, tuple(tasks), seed, source.split)
 
 
 def _domain_samples(labels: np.ndarray, n: int | None, n_domains: int, seed: int, tag: int):
@@ -642,19 +720,44 @@ IMAGENET_R_DOMAINS = (
 IMAGENET_R_DOMAIN_ORDER = (9, 14, 7, 5, 6, 8, 13, 12, 1, 2, 10, 3, 4, 11, 0)
 """The authors' domain order (indices into IMAGENET_R_DOMAINS)."""
 DOMAIN_FOLDERS = {
-    "domainnet": ("clipart", "infograph", "painting", "quickdraw", "real", "sketch"),
+    # the authors' DomainNet order: DomainNet.default_domain_order [0, 5, 4, 1, 3, 2] over _DomainNet.DOMAINS
+    # (src/datasets/domainnet.py of VietHoang1512/CMM)
+    "domainnet": ("clipart", "sketch", "real", "infograph", "quickdraw", "painting"),
     "office-home": ("Art", "Clipart", "Product", "Real_World"),
     "office-31": ("amazon", "dslr", "webcam"),
+    "imageclef": ("b", "c", "i", "p"),  # _ImageCLEF.DOMAINS, in its default order (src/datasets/imageclef.py)
 }
+"""Each DIL folder stream's domains, in the order the authors' code presents them."""
+IMAGECLEF_CLASSES = (
+    "aeroplane", "bike", "bird", "boat", "boele", "bus", "car", "dog", "horse", "monitor", "motorbike", "people",
+)  # fmt: skip
+"""The authors' ImageCLEF class names (_ImageCLEF.CLASSES, src/datasets/imageclef.py), which name the numbered class
+folders 0..11 of the ImageCLEF-DA download. "boele" (the bottle class) is their spelling, kept: it is the word the
+authors' prompts used."""
+CUB200_CLASS_ORDER = IMAGENET_R_CLASS_ORDER
+"""The authors' CUB-200 class order (CUB200.default_class_order, src/datasets/cub200.py): the same 200 numbers as
+their ImageNet-R order."""
 FOLDER_IMAGE_SIZE = 224
 """Folder images are decoded at CLIP's input size (uint8, so 150 KB an image: subsample large sets)."""
+_PRESPLIT = (
+    "or the authors' pre-split ROOT/train/<domain>/<class>/<image> and ROOT/test/<domain>/<class>/<image>"
+)
 FOLDER_LAYOUTS = {
     "imagenet-r": "ROOT/<class>/<domain>_<n>.jpg, the imagenet-r.tar layout with class folders renamed from wnids to "
     "names (e.g. ROOT/goldfish/art_0.jpg; README.txt in the tar maps them), optionally under ROOT/train and ROOT/test",
-    "domainnet": "ROOT/<domain>/<class>/<image> with domains clipart, infograph, painting, quickdraw, real, sketch",
-    "office-home": "ROOT/<domain>/<class>/<image> with domains Art, Clipart, Product, Real_World",
+    "domainnet": "ROOT/<domain>/<class>/<image> with domains clipart, infograph, painting, quickdraw, real, sketch, "
+    "and the official lists ROOT/<domain>_train.txt, ROOT/<domain>_test.txt beside them (without the lists: a "
+    "seeded 80/20 split)",
+    "office-home": f"ROOT/<domain>/<class>/<image> with domains Art, Clipart, Product, Real_World, {_PRESPLIT}",
     "office-31": "ROOT/<domain>/images/<class>/<image> (or ROOT/<domain>/<class>/<image>) with domains amazon, dslr, "
-    "webcam",
+    f"webcam, {_PRESPLIT}",
+    "imageclef": f"ROOT/<domain>/<class>/<image> with domains b, c, i, p (class folders named or numbered 0..11), "
+    f"{_PRESPLIT}",
+    "cub200": "the CUB_200_2011 folder (images/, images.txt, train_test_split.txt: the official split), or ROOT/train "
+    "and ROOT/val (or test) with class folders such as 001.Black_footed_Albatross",
+    "cars": "the Stanford Cars folder: devkit/cars_meta.mat, devkit/cars_train_annos.mat, "
+    "cars_test_annos_withlabels.mat (or devkit/), images in train/ (or cars_train/) and test/ (or cars_test/); or "
+    "ROOT/train/<class>/<image> and ROOT/test/<class>/<image>",
 }
 
 
@@ -734,16 +837,87 @@ def _human(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def imagenet_r(
-    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
-) -> TaskStream:
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False,
+    image_size=FOLDER_IMAGE_SIZE,
+) -> TaskStream:  # fmt: skip
     """CIL, ImageNet-R's 200 classes in the authors' order: 10 tasks of 20 classes by default (all domains mixed)."""
-    source = load_image_folder(_folder_root("imagenet-r", root), FOLDER_IMAGE_SIZE)
+    source = load_image_folder(_folder_root("imagenet-r", root), image_size)
     source = dataclasses.replace(source, name="imagenet-r", class_names=_human(source.class_names))
     n_classes = len(source.class_names)
     n_tasks, group = _groups_of(n_classes, n_tasks, 10)
     if order is None and n_classes == len(IMAGENET_R_CLASS_ORDER):
         order = IMAGENET_R_CLASS_ORDER
     return _cil_stream("imagenet-r", source, n_tasks, train_per_task, test_per_task, order, seed, group=group)
+
+
+def _cub_source(root: Path, image_size: int) -> Source:
+    """CUB-200-2011 with the official split (images.txt + train_test_split.txt), or a train/val folder tree."""
+    listing, split_file = root / "images.txt", root / "train_test_split.txt"
+    if listing.is_file() and split_file.is_file() and (root / "images").is_dir():
+        paths = dict(line.split() for line in listing.read_text().splitlines() if line.strip())
+        is_train = dict(line.split() for line in split_file.read_text().splitlines() if line.strip())
+        classes = sorted({Path(rel).parent.name for rel in paths.values()})
+        index = {c: i for i, c in enumerate(classes)}
+        parts: dict[str, Samples] = {"1": [], "0": []}
+        for image_id, rel in paths.items():
+            parts[is_train[image_id]].append((str(root / "images" / rel), index[Path(rel).parent.name]))
+        source = load_samples(
+            "cub200", parts["1"], parts["0"], classes, image_size, f"the official {split_file.name}"
+        )
+    else:
+        source = load_image_folder(root, image_size)
+    # class folders are "001.Black_footed_Albatross": the authors strip the number and the underscores
+    names = tuple(re.sub(r"^\d+\.", "", c).replace("_", " ") for c in source.class_names)
+    return dataclasses.replace(source, name="cub200", class_names=names)
+
+
+def cub200(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False,
+    image_size=FOLDER_IMAGE_SIZE,
+) -> TaskStream:  # fmt: skip
+    """CIL, CUB-200-2011's 200 bird species in the authors' class order, cut into ``n_tasks`` (default 10) splits
+    at floor(200·t/T) like the authors' code (their scripts run 5 and 20)."""
+    source = _cub_source(_folder_root("cub200", root), image_size)
+    n_classes = len(source.class_names)
+    if order is None and n_classes == len(CUB200_CLASS_ORDER):
+        order = CUB200_CLASS_ORDER
+    splits = _check_count("n_tasks", 10 if n_tasks is None else n_tasks, n_classes)
+    return _cil_stream("cub200", source, None, train_per_task, test_per_task, order, seed, splits=splits)
+
+
+def _cars_source(root: Path, image_size: int) -> Source:
+    """Stanford Cars from its devkit annotations (class names from cars_meta.mat), or a train/test folder tree."""
+    devkit = root / "devkit"
+    if not (devkit / "cars_meta.mat").is_file():
+        return dataclasses.replace(load_image_folder(root, image_size), name="cars")
+    from scipy.io import loadmat
+
+    def annotated(mat_names: Sequence[str], folders: Sequence[str]) -> Samples:
+        mat = next((p for p in (root / n for n in mat_names) if p.is_file()), None)
+        images = next((p for p in (root / f for f in folders) if p.is_dir()), None)
+        if mat is None or images is None:
+            raise UserError(f"cars: {root} lacks {mat_names[0]} or an image folder {folders}; provide "
+                            f"{FOLDER_LAYOUTS['cars']}")  # fmt: skip
+        rows = np.atleast_1d(loadmat(mat, squeeze_me=True)["annotations"])
+        return [(str(images / str(a["fname"])), int(a["class"]) - 1) for a in rows]  # classes count from 1
+
+    names = [str(n) for n in np.atleast_1d(loadmat(devkit / "cars_meta.mat", squeeze_me=True)["class_names"])]
+    train = annotated(["devkit/cars_train_annos.mat"], ["train", "cars_train"])
+    test = annotated(["cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat"],
+                     ["test", "cars_test"])  # fmt: skip
+    return load_samples("cars", train, test, names, image_size, "the official devkit annotations")
+
+
+def cars(
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False,
+    image_size=FOLDER_IMAGE_SIZE,
+) -> TaskStream:  # fmt: skip
+    """CIL, Stanford Cars' 196 models in label order (the authors set no other), cut into ``n_tasks`` (default 10)
+    splits at floor(196·t/T) like the authors' code (their scripts run 5, 10 and 20)."""
+    source = _cars_source(_folder_root("cars", root), image_size)
+    source = dataclasses.replace(source, class_names=_human(source.class_names))
+    splits = _check_count("n_tasks", 10 if n_tasks is None else n_tasks, len(source.class_names))
+    return _cil_stream("cars", source, None, train_per_task, test_per_task, order, seed, splits=splits)
 
 
 def imagenet_r_domain(name: str) -> Callable[[str], bool]:
@@ -778,14 +952,18 @@ def _domains_stream(
                 f"domain {domain}", tuple(range(len(classes))),
                 *_pick(source.train_images, source.train_labels, tr),
                 *_pick(source.test_images, source.test_labels, te),
+                _sizes(source, tr),
             )
         )  # fmt: skip
-    return TaskStream(name, "dil", _human(classes), tuple(tasks), seed)
+    splits = sorted({s.split for _, s in picked})
+    split = splits[0] if len(splits) == 1 else "; ".join(f"{d}: {s.split}" for d, s in picked)
+    return TaskStream(name, "dil", _human(classes), tuple(tasks), seed, split)
 
 
 def imagenet_r_domains(
-    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
-) -> TaskStream:
+    n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False,
+    image_size=FOLDER_IMAGE_SIZE,
+) -> TaskStream:  # fmt: skip
     """DIL, ImageNet-R's 15 renditions (art, cartoon, ...) as domains in the authors' order, all 200 classes.
     ``order`` permutes the domains found, listed in that order."""
     folder = _folder_root("imagenet-r", root)
@@ -793,19 +971,30 @@ def imagenet_r_domains(
     names = [IMAGENET_R_DOMAINS[i] for i in IMAGENET_R_DOMAIN_ORDER if IMAGENET_R_DOMAINS[i] in present]
     if not names:  # the authors' order; absent domains are left out
         raise UserError(f"imagenet-r: no domain files under {folder}; provide {FOLDER_LAYOUTS['imagenet-r']}")
-    domains = [(d, load_image_folder(folder, FOLDER_IMAGE_SIZE, imagenet_r_domain(d))) for d in names]
+    domains = [(d, load_image_folder(folder, image_size, imagenet_r_domain(d))) for d in names]
     return _domains_stream("imagenet-r-domains", domains, n_tasks, train_per_task, test_per_task, order, seed)
 
 
-def _domain_folders(name: str, root) -> list[tuple[str, Path]]:
-    """The known domains of `name` found under root (matched ignoring case, spaces and underscores), in order."""
+def _domain_folders(name: str, root) -> list[tuple[str, Path, Path | None]]:
+    """The known domains of `name` under root, in DOMAIN_FOLDERS order (matched ignoring case, spaces and
+    underscores), each as (domain, folder, test folder or None): the authors' ROOT/train/<domain> with
+    ROOT/test/<domain> where both exist, else ROOT/<domain> (or ROOT/<domain>/images)."""
     folder = _folder_root(name, root)
-    present = {p.name.lower().replace(" ", "_"): p for p in folder.iterdir() if p.is_dir()}
+
+    def subfolders(parent: Path) -> dict[str, Path]:
+        if not parent.is_dir():
+            return {}
+        return {p.name.lower().replace(" ", "_"): p for p in parent.iterdir() if p.is_dir()}
+
+    present, train, test = subfolders(folder), subfolders(folder / "train"), subfolders(folder / "test")
     found = []
     for domain in DOMAIN_FOLDERS[name]:
-        path = present.get(domain.lower())
-        if path is not None:
-            found.append((domain, path / "images" if (path / "images").is_dir() else path))
+        key = domain.lower()
+        if key in train and key in test:
+            found.append((domain, train[key], test[key]))
+        elif key in present:
+            path = present[key]
+            found.append((domain, path / "images" if (path / "images").is_dir() else path, None))
     if not found:
         raise UserError(
             f"{name}: no domain folder under {folder}; provide a folder laid out as {FOLDER_LAYOUTS[name]}"
@@ -813,14 +1002,67 @@ def _domain_folders(name: str, root) -> list[tuple[str, Path]]:
     return found
 
 
+def _read_list(root: Path, path: Path) -> list[tuple[str, str]]:
+    """A DomainNet list file: lines "<domain>/<class>/<file> <label>" -> (file path, class name).
+
+    The class comes from the path's folder, as in the authors' loader; the number on the line is not used."""
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rel = line.split()[0]
+            rows.append((str(root / rel), rel.split("/")[1]))
+    return rows
+
+
+def domainnet_lists(root: Path, domain: str, image_size: int) -> Source | None:
+    """One DomainNet domain from its official ROOT/<domain>_train.txt and _test.txt, or None without them.
+    Class ids follow the sorted class names, like the authors' loader and ImageFolder."""
+    lists = [root / f"{domain}_{part}.txt" for part in ("train", "test")]
+    if not all(p.is_file() for p in lists):
+        return None
+    train, test = (_read_list(root, p) for p in lists)
+    classes = sorted({c for _, c in (*train, *test)})
+    index = {c: i for i, c in enumerate(classes)}
+    return load_samples(
+        f"domainnet:{domain}", [(p, index[c]) for p, c in train], [(p, index[c]) for p, c in test], classes,
+        image_size, "the official <domain>_train.txt / _test.txt lists",
+    )  # fmt: skip
+
+
+def _numbered(source: Source, names: Sequence[str]) -> Source:
+    """Class folders numbered 0..n-1 (the ImageCLEF-DA download) named by `names`; named folders stay."""
+    if sorted(source.class_names) != sorted(str(i) for i in range(len(names))):
+        return source
+    # ImageFolder sorts "10" before "2": relabel so that label i is folder "i"
+    order = [int(c) for c in source.class_names]
+    relabel = torch.tensor(order)
+    return dataclasses.replace(
+        source, train_labels=relabel[source.train_labels], test_labels=relabel[source.test_labels],
+        class_names=tuple(names),
+    )  # fmt: skip
+
+
 def _folder_dil(name: str):
     def build(
-        n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False
-    ) -> TaskStream:
-        domains = [(d, load_image_folder(p, FOLDER_IMAGE_SIZE)) for d, p in _domain_folders(name, root)]
+        n_tasks=None, train_per_task=None, test_per_task=None, order=None, seed=0, root=None, download=False,
+        image_size=FOLDER_IMAGE_SIZE,
+    ) -> TaskStream:  # fmt: skip
+        domains = []
+        for domain, path, test in _domain_folders(name, root):
+            source = (
+                domainnet_lists(Path(root).expanduser(), domain, image_size) if name == "domainnet" else None
+            )
+            if source is None:
+                source = load_image_folder(path, image_size, test_path=test)
+            if name == "imageclef":
+                source = _numbered(source, IMAGECLEF_CLASSES)
+            domains.append((domain, source))
         return _domains_stream(name, domains, n_tasks, train_per_task, test_per_task, order, seed)
 
-    build.__doc__ = f"DIL, {name}: one task per domain folder, every class. Layout: {FOLDER_LAYOUTS[name]}."
+    build.__doc__ = (
+        f"DIL, {name}: one task per domain, every class, domains in the authors' order "
+        f"({', '.join(DOMAIN_FOLDERS[name])}). Layout: {FOLDER_LAYOUTS[name]}."
+    )
     return build
 
 
@@ -828,9 +1070,12 @@ FOLDER_STREAMS: dict[str, Callable[..., TaskStream]] = {
     "cifar100": cifar100,
     "imagenet-r": imagenet_r,
     "imagenet-r-domains": imagenet_r_domains,
+    "cub200": cub200,
+    "cars": cars,
     **{name: _folder_dil(name) for name in DOMAIN_FOLDERS},
 }
-"""Streams read from files the user provides (``root``; CIFAR-100 may also download)."""
+"""Streams read from files the user provides (``root``; CIFAR-100 may also download). Folder images are decoded at
+``image_size`` (the backbone's input size in a run): training images whole, test images as open_clip's centre crop."""
 
 
 STREAMS: dict[str, Callable[..., TaskStream]] = {
@@ -855,6 +1100,7 @@ def build_stream(
     seed: int = 0,
     root: str | os.PathLike | None = None,
     download: bool = False,
+    image_size: int | None = None,
 ) -> TaskStream:
     """Build a registered stream (see ``STREAMS``); same arguments, identical tensors.
 
@@ -862,11 +1108,14 @@ def build_stream(
     ``train_per_task`` / ``test_per_task``: a seeded stratified subsample per task (None: all, or for DIL an
     equal disjoint share). ``order``: CIL, a permutation of all class ids deciding which classes form which
     task; DIL, the order in which the domains arrive. ``root`` / ``download``: the data folder of the streams in
-    ``FOLDER_STREAMS`` (see ``FOLDER_LAYOUTS``)."""
+    ``FOLDER_STREAMS`` (see ``FOLDER_LAYOUTS``); ``image_size``: the size their image files are decoded at
+    (default FOLDER_IMAGE_SIZE; CIFAR-100 stays 32×32)."""
     check_choice("stream", name, STREAMS)
     files_kw = {}
     if name in FOLDER_STREAMS:
         files_kw = dict(root=root, download=download)
+        if image_size is not None and name != "cifar100":
+            files_kw["image_size"] = image_size
     elif root is not None or download:
         raise UserError(
             f"root/download are settings of the streams {', '.join(FOLDER_STREAMS)}, not of {name}"

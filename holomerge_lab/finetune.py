@@ -83,12 +83,14 @@ def fine_tune(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     penalty: Callable[[dict[str, Tensor]], Tensor] | None = None,
+    augment: Callable[[Tensor, Tensor, int], Tensor] | None = None,
 ) -> FineTuneResult:
     """Train `start` (a copy of it) for `steps` AdamW steps of cross-entropy on `classify(forward(params, x))`.
 
     `forward` decides standard vs tangent fine-tuning (linearize.forward_fn); `classify` is the frozen head over
     the current task's classes, `labels` index its rows. A fresh optimizer per task, as in the authors' code.
     `penalty(params)`, if given, is added to the loss (e.g. `ewc_penalty`); the recorded losses include it.
+    `augment(inputs, indices, step)`, if given, turns each batch into its training view (e.g. random crops).
     """
     params = {name: value.detach().clone().requires_grad_(True) for name, value in start.items()}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, betas=betas, weight_decay=weight_decay)
@@ -97,7 +99,8 @@ def fine_tune(
     )
     losses = []
     for step, batch in enumerate(batches(len(inputs), batch_size, steps, seed)):
-        loss = F.cross_entropy(classify(forward(params, inputs[batch])), labels[batch])
+        x = inputs[batch] if augment is None else augment(inputs[batch], batch, step)
+        loss = F.cross_entropy(classify(forward(params, x)), labels[batch])
         if penalty is not None:
             loss = loss + penalty(params)
         if not torch.isfinite(loss):

@@ -71,32 +71,79 @@ def head_logits(
 
 
 TEMPLATES: dict[str, tuple[str, ...]] = {
-    # the CLIP paper's CIFAR prompts (the authors use them for CIFAR-100)
-    "cifar100": tuple(
-        f"a {style}photo of {article} {{}}."
-        for article in ("a", "the")
-        for style in ("", "blurry ", "black and white ", "low contrast ", "high contrast ", "bad ", "good ")
-    ) + ("a photo of a small {}.", "a photo of a big {}.", "a photo of the small {}.", "a photo of the big {}."),
-    # the seven-prompt ImageNet ensemble of the CLIP repository (rendition-like domains: art, toys, video games)
-    "imagenet": (
-        "itap of a {}.", "a bad photo of the {}.", "a origami {}.", "a photo of the large {}.",
-        "a {} in a video game.", "art of the {}.", "a photo of the small {}.",
+    # The authors' prompt sets, string for string and in their order (data, not code): src/datasets/templates.py of
+    # VietHoang1512/CMM (cifar100_template, imagenet_template, office31_template, officehome_template,
+    # imageclef_template, cars_template). Their ImageNet set is the CLIP paper's 80-prompt ensemble.
+    "cifar100": (
+        "a photo of a {}.", "a blurry photo of a {}.", "a black and white photo of a {}.",
+        "a low contrast photo of a {}.", "a high contrast photo of a {}.", "a bad photo of a {}.",
+        "a good photo of a {}.", "a photo of a small {}.", "a photo of a big {}.", "a photo of the {}.",
+        "a blurry photo of the {}.", "a black and white photo of the {}.", "a low contrast photo of the {}.",
+        "a high contrast photo of the {}.", "a bad photo of the {}.", "a good photo of the {}.",
+        "a photo of the small {}.", "a photo of the big {}.",
     ),
-    "office": ("a photo of a {} in an office environment.", "an image of a {} on a desk."),
+    "imagenet": (
+        "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.",
+        "a photo of the hard to see {}.", "a low resolution photo of the {}.", "a rendering of a {}.",
+        "graffiti of a {}.", "a bad photo of the {}.", "a cropped photo of the {}.", "a tattoo of a {}.",
+        "the embroidered {}.", "a photo of a hard to see {}.", "a bright photo of a {}.",
+        "a photo of a clean {}.", "a photo of a dirty {}.", "a dark photo of the {}.", "a drawing of a {}.",
+        "a photo of my {}.", "the plastic {}.", "a photo of the cool {}.", "a close-up photo of a {}.",
+        "a black and white photo of the {}.", "a painting of the {}.", "a painting of a {}.",
+        "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+        "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.",
+        "a jpeg corrupted photo of a {}.", "a blurry photo of the {}.", "a photo of the {}.",
+        "a good photo of the {}.", "a rendering of the {}.", "a {} in a video game.", "a photo of one {}.",
+        "a doodle of a {}.", "a close-up photo of the {}.", "a photo of a {}.", "the origami {}.",
+        "the {} in a video game.", "a sketch of a {}.", "a doodle of the {}.", "a origami {}.",
+        "a low resolution photo of a {}.", "the toy {}.", "a rendition of the {}.",
+        "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.", "a photo of a nice {}.",
+        "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.", "art of a {}.",
+        "a sketch of the {}.", "a embroidered {}.", "a pixelated photo of a {}.", "itap of the {}.",
+        "a jpeg corrupted photo of the {}.", "a good photo of a {}.", "a plushie {}.",
+        "a photo of the nice {}.", "a photo of the small {}.", "a photo of the weird {}.", "the cartoon {}.",
+        "art of the {}.", "a drawing of the {}.", "a photo of the large {}.",
+        "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.", "itap of a {}.",
+        "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+        "a photo of a small {}.", "a tattoo of the {}.",
+    ),
+    "office-31": (
+        "a photo of a {} in an office environment.", "an image of a {} on a desk.",
+        "a snapshot of a {} used in an office setting.",
+        "a realistic photo of a {} typically found in a workplace.",
+        "a detailed shot of a {} in a professional office.", "a clear picture of a {} in an office space.",
+    ),
+    "office-home": (
+        "a photo of a {} in an office setting.", "an image of a {} at a workspace.",
+        "a picture of a {} in a modern office environment.",
+        "a realistic photo of a {} from the Office-Home dataset.",
+        "a depiction of a {} in a business context.",
+    ),
+    "imageclef": (
+        "a photo of a {}.", "an image of a {}.", "a snapshot of a {}.", "a clear picture of a {}.",
+        "an example of a {} in a natural setting.",
+    ),
+    "cars": (
+        "a photo of a {}.", "a photo of the {}.", "a photo of my {}.", "i love my {}!",
+        "a photo of my dirty {}.", "a photo of my clean {}.", "a photo of my new {}.",
+        "a photo of my old {}.",
+    ),
     "default": ("a photo of a {}.",),
 }  # fmt: skip
 """Prompt templates per data set family; ``{}`` is replaced by the class name."""
 
+TEMPLATE_OF_STREAM = {
+    "cifar100": "cifar100", "imagenet-r": "imagenet", "imagenet-r-domains": "imagenet", "domainnet": "imagenet",
+    "cub200": "imagenet", "cars": "cars", "office-31": "office-31", "office-home": "office-home",
+    "imageclef": "imageclef",
+}  # fmt: skip
+"""Which prompt set each CLIP stream uses, as the authors' ``dataset_to_template`` maps their data sets (CUB-200 and
+DomainNet take the ImageNet set there too)."""
+
 
 def templates_for(stream: str) -> tuple[str, ...]:
-    """The prompt templates of a stream: CIFAR's for cifar100, ImageNet's for the rendition / domain sets."""
-    if stream.startswith("cifar"):
-        return TEMPLATES["cifar100"]
-    if stream.startswith(("imagenet", "domainnet")):
-        return TEMPLATES["imagenet"]
-    if stream.startswith("office"):
-        return TEMPLATES["office"]
-    return TEMPLATES["default"]
+    """The prompt templates of a stream (TEMPLATE_OF_STREAM); one plain prompt for streams outside the benchmarks."""
+    return TEMPLATES[TEMPLATE_OF_STREAM.get(stream, "default")]
 
 
 @torch.no_grad()

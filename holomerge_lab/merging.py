@@ -220,13 +220,24 @@ def merge_fisher(carried: Carried | None, task: TaskModel, settings: MergeSettin
     return {"merged": merged, "weight": carried_weight}
 
 
-def _as_matrix(tensor: Tensor) -> Tensor | None:
-    """A linear map's weight as [out, in]: 2-D weights and 1×1 convolutions; None for anything else."""
-    if tensor.ndim == 2:
-        return tensor
+def opcm_blocks(name: str, tensor: Tensor) -> list[Tensor] | None:
+    """The linear maps OPCM projects in one tensor, as [out, in] views, or None for a tensor merged unprojected.
+
+    FusionBench's `opcm` projects the weight of every ``nn.Linear`` and nothing else. In open_clip's names:
+    - ``*.in_proj_weight`` ([3W, W], nn.MultiheadAttention's fused q, k, v) is three maps, projected one by one, as
+      FusionBench's CLIP (Hugging Face) has q_proj, k_proj, v_proj as separate nn.Linear;
+    - any other 2-D ``*.weight`` is an nn.Linear weight (out_proj, c_fc, c_proj);
+    - a 1×1 convolution is a linear map per pixel, projected too (this toolkit's choice for EfficientNet, whose
+      top has no nn.Linear; FusionBench's models have none).
+    Unprojected: the positional and class embeddings (not linear maps), ``visual.proj`` (a bare parameter in
+    open_clip; FusionBench's CLIPVisionModel has no projection to merge), patch convolutions, biases, norms."""
     if tensor.ndim == 4 and tensor.shape[2:] == (1, 1):
-        return tensor.flatten(1)
-    return None
+        return [tensor.flatten(1)]
+    if tensor.ndim != 2:
+        return None
+    if name.endswith("in_proj_weight") and tensor.shape[0] == 3 * tensor.shape[1]:
+        return list(tensor.chunk(3))
+    return [tensor] if name.endswith(".weight") or name == "weight" else None
 
 
 def opcm_project(merged_vector: Tensor, task_vector: Tensor, alpha: float) -> tuple[Tensor, int]:
@@ -251,7 +262,8 @@ def opcm_project(merged_vector: Tensor, task_vector: Tensor, alpha: float) -> tu
 def merge_opcm(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
     """Orthogonal projection continual merging (Tang et al. 2025), as in FusionBench's `opcm`:
 
-        S(t) = λ(t−1)·τ̄(t−1) + τ_⊥(t)   (τ_⊥ = `opcm_project` for weight matrices, τ(t) itself otherwise)
+        S(t) = λ(t−1)·τ̄(t−1) + τ_⊥(t)   (τ_⊥ = `opcm_project` for each linear map of `opcm_blocks`, τ(t) itself
+                                          for every other tensor)
         λ(t) = ‖S(t)‖ / mean_i ‖τ(i)‖,   θ̄(t) = θ0 + S(t) / λ(t)
 
     so the merged task vector keeps the average task-vector norm. Carries θ̄, λ and the running mean norm: Θ(1).
@@ -266,10 +278,11 @@ def merge_opcm(carried: Carried | None, task: TaskModel, settings: MergeSettings
     total = {}
     for k, new in tau.items():
         previous = carried["merged"][k] - settings.theta0[k]
-        matrix, new_matrix = _as_matrix(previous), _as_matrix(new)
-        cleaned = (
-            new if matrix is None else opcm_project(matrix, new_matrix, settings.opcm_alpha)[0].view_as(new)
-        )
+        blocks, new_blocks = opcm_blocks(k, previous), opcm_blocks(k, new)
+        cleaned = new
+        if blocks is not None:
+            projected = [opcm_project(b, n, settings.opcm_alpha)[0] for b, n in zip(blocks, new_blocks, strict=True)]
+            cleaned = torch.cat(projected).view_as(new)
         total[k] = lam * previous + cleaned
     lam = torch.linalg.vector_norm(_flat(total)) / mean_norm
     merged = {k: settings.theta0[k] + v / lam for k, v in total.items()}

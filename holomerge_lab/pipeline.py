@@ -26,7 +26,15 @@ from tqdm.auto import tqdm
 from . import metrics
 from .align import LOSSES as ALIGNMENT_LOSSES
 from .align import align
-from .backbones import PRECISIONS, Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
+from .backbones import (
+    PRECISIONS,
+    Backbone,
+    autocast_dtype,
+    build_backbone,
+    resolve_device,
+    tower_sees_pixels,
+    trunk_features,
+)
 from .checkpoints import latest_checkpoint, save_checkpoint
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
@@ -63,13 +71,39 @@ PRESETS: dict[str, dict] = {
     "quick": dict(steps=100, lr=1e-4, batch_size=64, max_train_per_task=1000, align_steps=20),
     # CPU, the embedded benchmark's real numbers: all data, more steps
     "full": dict(steps=300, lr=1e-4, batch_size=64, align_steps=50),
-    # the authors' code settings (method.md): meant for CLIP on a GPU
+    # the authors' code settings (method.md; PAPER_PROTOCOL says where each comes from): meant for CLIP on a GPU
     "paper": dict(
         steps=None, epochs=10, lr=1e-5, batch_size=128, weight_decay=0.1, warmup_steps=500, cosine=True,
         grad_clip=1.0, alpha=0.4, seed=5, align_parameter="projection", align_teacher="previous",
-        align_loss="mse", align_lr=1e-7, align_steps=None, logit_scale=100.0, precision="auto",
+        align_loss="mse", align_lr=1e-7, align_steps=None, align_weight_decay=0.01, align_grad_clip=1.0,
+        logit_scale=100.0, precision="fp32", augment=True,
     ),
 }  # fmt: skip
+
+PAPER_PROTOCOL: tuple[tuple[str, str, str], ...] = (
+    # (what, the authors' code (VietHoang1512/CMM) and so the `paper` default, the named choice one setting away)
+    ("prompts", "their per-data-set sets (src/datasets/templates.py): CIFAR 18, ImageNet-R / DomainNet / CUB 80, "
+     "Office-31 6, Office-Home 5, ImageCLEF 5, Cars 8 (heads.TEMPLATES)", "zero_shot_text_head with your own"),
+    ("test images", "open_clip's preprocess_val: short side to 224 (bicubic), centre crop", "none: never a squash"),
+    ("training images", "open_clip's train transform: RandomResizedCrop, scale 0.9–1, bicubic, new crops every step "
+     "(augment=True; boxes drawn on each file's geometry, cut from the whole image stored at 224)",
+     "augment=False: the whole image, squashed"),
+    ("precision", "fp32 throughout (precision='fp32')", "precision='bf16' (or 'auto')"),
+    ("fine-tuning", "AdamW lr 1e-5, decay 0.1, batch 128, 500 warm-up steps then cosine, clip 1.0, 10 epochs; "
+     "from the previous merged model, expanded at θ0", "epochs=30 (their small sets), start='pretrained'"),
+    ("merge", "v-weighted, α 0.4, raw v, no ε", "variant='clean' (bias-corrected v, ε); during=False"),
+    ("alignment", "visual.proj, one epoch, MSE, AdamW lr 1e-7 with its default decay 0.01, clip 1.0, teacher the "
+     "previous merged model, on the same crops as the teacher", "align_parameter='bias', align_teacher='current'"),
+    ("DomainNet", "domains clipart, sketch, real, infograph, quickdraw, painting; official <domain>_train/_test.txt",
+     "without the lists: a seeded 80/20 split, named in the run's `split`"),
+    ("class splits", "task t holds classes order[⌊n·t/T⌋ : ⌊n·(t+1)/T⌋] (CUB-200, Cars: 196 classes)",
+     "CIFAR-100 / ImageNet-R: T must divide the classes (the same splits)"),
+    ("metric", "accuracy pooled over the whole test set of the seen tasks", "acc: the mean over tasks"),
+    ("seed", "5", "seeds are an axis: compare over several"),
+)  # fmt: skip
+"""What `--preset paper` runs, point by point, and the cleaner or cheaper choice one setting away. Not copied on
+purpose (method.md's quirks): the ImageNet-R domain filter (theirs loads every domain for every task) and the DIL
+script's ablation (theirs: plain interpolation, alignment lr 0; here `during=False, align_lr=0`)."""
 
 
 @dataclass
@@ -96,6 +130,7 @@ class RunConfig:
     download: bool = False  # let torchvision fetch CIFAR-100 into data_root
     device: str = "auto"  # "auto": CUDA when available, else CPU
     precision: str | None = None  # "auto" (bf16 on a CUDA GPU that has it), "fp32", "bf16", "fp16"
+    augment: bool | None = None  # open_clip's random training crops (CLIP, trainable_from 0); the paper preset's
     alpha: float | None = None  # weight of the new task in a merge
     scale: float = 0.3  # λ of task arithmetic
     variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
@@ -117,6 +152,8 @@ class RunConfig:
     align_loss: str | None = None  # "mse", "l1", "cosine"
     align_steps: int | None = None  # None: one pass over the task's data
     align_lr: float | None = None
+    align_weight_decay: float | None = None  # AdamW's decay in alignment (authors: AdamW's default, 0.01)
+    align_grad_clip: float | None = None  # gradient-norm clip in alignment (authors: 1.0); None: no clip
     top_k: float = 0.2  # TIES: fraction of each task vector kept
     ties_scale: float = 1.0  # TIES: λ on the disjoint mean
     magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector
@@ -134,9 +171,18 @@ class RunConfig:
         check_choice("variant", self.variant, ("faithful", "clean"))
         defaults = dict(
             seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
-            align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3,
+            align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3, augment=False,
+            align_weight_decay=0.0,
         )  # fmt: skip
         filled = {k: v for k, v in {**defaults, **PRESETS[self.preset]}.items() if getattr(self, k) is None}
+        pixels = tower_sees_pixels(self.backbone, self.trainable_from)
+        if self.augment and not pixels:
+            raise UserError(
+                f"augment crops training images, but {self.backbone} (trainable_from={self.trainable_from}) trains "
+                "on cached trunk features; use a CLIP backbone with trainable_from 0, or switch augment off"
+            )
+        if "augment" in filled and not pixels:  # a preset's crops apply where the top sees pixels
+            filled["augment"] = False
         config = dataclasses.replace(self, **filled)
         if config.start is None:
             config.start = METHODS[config.method][1]
@@ -162,7 +208,10 @@ class RunConfig:
         ):
             if getattr(config, name) is not None and getattr(config, name) <= 0:
                 raise UserError(f"{name} must be positive, got {getattr(config, name)}")
-        for name in ("weight_decay", "align_lr", "align_steps", "warmup_steps", "eps", "scale"):
+        for name in (
+            "weight_decay", "align_lr", "align_steps", "warmup_steps", "eps", "scale", "align_weight_decay",
+            "align_grad_clip",
+        ):  # fmt: skip
             if getattr(config, name) is not None and getattr(config, name) < 0:
                 raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
         if config.steps is None and config.epochs is None:
@@ -229,6 +278,7 @@ class RunResult:
     losses: list[list[float]] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     reused_tasks: int = 0  # fine-tuned task models this run loaded from the task cache instead of training
+    split: str = ""  # where the stream's train/test split came from (TaskStream.split)
 
     @property
     def acc(self) -> float:
@@ -249,7 +299,7 @@ class RunResult:
             "method": self.method, "label": self.label, "stream": self.stream, "backbone": self.backbone,
             "stages": self.stages, "seed": self.seed, "acc_matrix": matrix, "acc": self.acc, "bwt": self.bwt,
             "forgetting": self.forgetting, "joint_accuracy": self.joint_accuracy,
-            "state_bytes": self.state_bytes, "seconds": self.seconds, "config": self.config,
+            "state_bytes": self.state_bytes, "seconds": self.seconds, "config": self.config, "split": self.split,
             "reused_tasks": self.reused_tasks,
         }  # fmt: skip
 
@@ -257,13 +307,17 @@ class RunResult:
 def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
     """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
     config = config.resolve()
+    backbone = build_backbone(
+        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
+        pretrained=config.pretrained,
+    )  # fmt: skip
 
     def stream_of(train_per_task: int | None) -> TaskStream:
         return build_stream(
             config.stream, n_tasks=config.tasks, train_per_task=train_per_task,
             test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
-            download=config.download,
-        )  # fmt: skip
+            download=config.download, image_size=backbone.image_size if backbone.pixels_in_top else None,
+        )  # fmt: skip  (CLIP: folder images are decoded at the tower's input size, as open_clip would)
 
     stream = stream_of(config.train_per_task)
     cap = config.max_train_per_task
@@ -273,10 +327,6 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
         and min(len(t.train_labels) for t in stream.tasks) > cap
     ):
         stream = stream_of(cap)
-    backbone = build_backbone(
-        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
-        pretrained=config.pretrained,
-    )  # fmt: skip
     device = resolve_device(config.device)
     if backbone.pixels_in_top:  # CLIP: the trunk's blocks (if any) run on the device too
         backbone.model.to(device)
@@ -409,6 +459,7 @@ def _train_task(
         steps=steps, lr=config.lr, batch_size=config.batch_size, weight_decay=config.weight_decay,
         betas=(0.9, config.beta2), grad_clip=config.grad_clip, warmup_steps=config.warmup_steps,
         cosine=config.cosine, seed=seed, progress=bar.update, penalty=penalty,
+        augment=training_views(prep, config, list(tasks), seed),
     )  # fmt: skip
     information = None
     if fisher:
@@ -421,6 +472,24 @@ def _train_task(
     return TaskModel(
         {**result.params, **bias}, result.second_moment, result.steps, result.beta2, information
     ), result.losses
+
+
+def training_views(
+    prep: Prepared, config: RunConfig, tasks: Sequence[int], seed: int
+) -> Callable[[Tensor, Tensor, int], Tensor] | None:
+    """With `config.augment`: (batch, indices, step) -> open_clip's random training crops of that batch of the
+    concatenated training images of `tasks` (boxes drawn on each file's geometry, seeded by `seed` and the step,
+    so every epoch sees new crops and a rerun the same ones). None without augmentation."""
+    if not config.augment:
+        return None
+    parts = [prep.stream.tasks[i].train_sizes for i in tasks]
+    sizes = None if any(p is None for p in parts) else torch.cat(parts)
+
+    def view(x: Tensor, indices: Tensor, step: int) -> Tensor:
+        step_seed = int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+        return prep.backbone.training_view(x, None if sizes is None else sizes[indices.cpu()], step_seed)
+
+    return view
 
 
 @torch.no_grad()
@@ -465,19 +534,23 @@ def task_objective(
 def _align(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: Params, t: int) -> Params:
     """Stage 3 on task t's training images (no labels): pull the merged model's features to the teacher's."""
     inputs = prep.train_features[t]
-    target = features(forward, teacher, inputs)
+    seed = config.seed + 7919 * t
+    views = training_views(prep, config, [t], seed)
+    # with augmentation the teacher sees each batch's crops, as in the authors' loop; else its features once
+    target = (lambda x: forward(teacher, x)) if views is not None else features(forward, teacher, inputs)
     parameter = prep.backbone.bias if config.align_parameter == "bias" else prep.backbone.projection
     steps = config.align_steps or math.ceil(len(inputs) / config.batch_size)
     return align(
         forward, merged, target, inputs, parameter=parameter, loss=config.align_loss, steps=steps,
-        lr=config.align_lr, batch_size=config.batch_size, seed=config.seed + 7919 * t,
+        lr=config.align_lr, batch_size=config.batch_size, seed=seed, weight_decay=config.align_weight_decay,
+        grad_clip=config.align_grad_clip, augment=views,
     )  # fmt: skip
 
 
 # The settings `_train_task` reads, besides the data and the start point
 TRAINING_FIELDS = (
     "backbone", "image_size", "trainable_from", "pretrained", "device", "precision", "steps", "epochs", "lr",
-    "batch_size", "weight_decay", "beta2", "grad_clip", "warmup_steps", "cosine", "logit_scale",
+    "batch_size", "weight_decay", "beta2", "grad_clip", "warmup_steps", "cosine", "logit_scale", "augment",
 )  # fmt: skip
 
 
@@ -622,7 +695,7 @@ def run(
         method=config.method, label=config.label, stream=config.stream, backbone=config.backbone,
         stages=config.stages, seed=config.seed, acc_matrix=matrix, joint_accuracy=joint,
         state_bytes=carried_bytes, seconds=elapsed + time.perf_counter() - began, losses=losses,
-        config=settings_json, reused_tasks=reused,
+        config=settings_json, reused_tasks=reused, split=prep.stream.split,
     )  # fmt: skip
 
 

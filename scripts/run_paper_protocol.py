@@ -8,9 +8,11 @@ with --out, writes the JSON files and the HTML report. Defaults: CLIP ViT-B/16 w
     python scripts/run_paper_protocol.py --stream imagenet-r-domains --data-root ~/data/imagenet-r
     python scripts/run_paper_protocol.py --pretrained /models/ViT-B-16-openai.pt --tasks 20 --compare
 
-Measured on one H200 (random weights, batch 128, per AdamW step): ViT-B/32 linearized 0.19 s fp32 / 0.12 s bf16,
-peak 9.5 / 7.3 GiB; ViT-B/16 linearized 0.64 s / 0.24 s, peak 32 / 24 GiB. On a 16 GB GPU, B/16 therefore needs
---batch-size 64 (13.5 GiB in bf16), which changes Adam's v and the number of steps: say so when you report.
+The preset runs in fp32, as the authors do (pipeline.PAPER_PROTOCOL lists every setting and its alternative).
+Measured on one H200 (random weights, batch 128, per AdamW step, before the training crops were added; rerun
+scripts/gpu_check.py for the current figure): ViT-B/32 linearized 0.19 s fp32 / 0.12 s bf16, peak 9.5 / 7.3 GiB;
+ViT-B/16 linearized 0.64 s / 0.24 s, peak 32 / 24 GiB. On a 16 GB GPU, B/16 therefore needs --precision bf16
+--batch-size 64 (13.5 GiB), which changes the numerics, Adam's v and the number of steps: say so when you report.
 """
 
 from __future__ import annotations

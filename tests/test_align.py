@@ -47,3 +47,29 @@ def test_unknown_parameter_or_loss_is_a_user_error():
         align(forward, params, x, x, parameter="nope")
     with pytest.raises(UserError, match="cosine"):
         align(forward, params, x, x, parameter="2.bias", loss="huber")
+
+
+def test_alignment_weight_decay_and_gradient_clip_by_hand():
+    """AdamW's decoupled decay and the gradient-norm clip, against the update written out for two steps."""
+    params = {"w": torch.tensor([2.0, -1.0])}
+    inputs = torch.tensor([[1.0], [3.0]])
+    teacher = torch.zeros(2, 2)
+
+    def forward(p, x):  # features x·w: the MSE gradient scales with x, so the two batches differ in norm
+        return x * p["w"]
+
+    lr, decay, clip = 0.1, 0.5, 1.0
+    # at the teacher's own features the loss has no gradient: only the decay moves w, by (1 − lr·decay) a step
+    still = align(lambda p, x: forward(p, x) * 0 + teacher[: len(x)], params, teacher, inputs, parameter="w",
+                  steps=3, lr=lr, batch_size=1, weight_decay=decay)  # fmt: skip
+    torch.testing.assert_close(still["w"], params["w"] * (1 - lr * decay) ** 3)
+    got = align(forward, params, teacher, inputs, parameter="w", steps=2, lr=lr, batch_size=2, weight_decay=decay,
+                grad_clip=clip)  # fmt: skip
+    w, m, v = params["w"].clone(), torch.zeros(2), torch.zeros(2)
+    for k in (1, 2):
+        g = (2 * (inputs * w - teacher) * inputs).sum(0) / teacher.numel()  # d/dw of the MSE over both examples
+        g = g * min(1.0, clip / float(g.norm()))
+        w = w * (1 - lr * decay)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        w = w - lr * (m / (1 - 0.9**k)) / ((v / (1 - 0.999**k)).sqrt() + 1e-8)
+    torch.testing.assert_close(got["w"], w)

@@ -197,3 +197,41 @@ def test_bytes_carried_constant_for_theta1_rules_linear_for_ties(method, small_p
     else:
         assert sizes[0] == sizes[1] == sizes[2]
         assert results_table([result])[0]["Θ(1)?"] == "yes"
+
+
+def test_opcm_projects_linear_weights_only_and_q_k_v_apart():
+    """FusionBench's opcm projects nn.Linear weights (q, k, v are separate there); embeddings and 1-D tensors are
+    merged as plain scaled task vectors."""
+    from holomerge_lab.merging import opcm_blocks
+
+    g = torch.Generator().manual_seed(2)
+    names = {
+        "visual.positional_embedding": (5, 4),
+        "visual.ln_post.weight": (4,),
+        "visual.transformer.resblocks.0.attn.in_proj_weight": (12, 4),
+        "visual.transformer.resblocks.0.mlp.c_fc.weight": (6, 4),
+    }
+    theta0 = {k: torch.randn(shape, generator=g, dtype=torch.float64) for k, shape in names.items()}
+    models = [{k: v + torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in theta0.items()}
+              for _ in range(2)]  # fmt: skip
+    first = run_rule("opcm", models[:1], theta0, opcm_alpha=0.5)
+    second = MERGE_RULES["opcm"](first, task(models[1]), MergeSettings(theta0=theta0, task_index=2, opcm_alpha=0.5))
+    previous = {k: models[0][k] - theta0[k] for k in theta0}  # λ(1) = 1
+    new = {k: models[1][k] - theta0[k] for k in theta0}
+    qkv, fc = "visual.transformer.resblocks.0.attn.in_proj_weight", "visual.transformer.resblocks.0.mlp.c_fc.weight"
+    expected = dict(previous)
+    for k in theta0:
+        expected[k] = previous[k] + new[k]  # unprojected: the positional embedding and the norm weight
+    expected[fc] = previous[fc] + opcm_project(previous[fc], new[fc], 0.5)[0]
+    expected[qkv] = previous[qkv] + torch.cat([
+        opcm_project(p, n, 0.5)[0] for p, n in zip(previous[qkv].chunk(3), new[qkv].chunk(3), strict=True)
+    ])  # fmt: skip
+    norm = lambda d: torch.linalg.vector_norm(torch.cat([v.flatten() for v in d.values()]))  # noqa: E731
+    lam = norm(expected) / ((norm(previous) + norm(new)) / 2)
+    for k in theta0:
+        torch.testing.assert_close(second["merged"][k], theta0[k] + expected[k] / lam)
+    fused = opcm_project(previous[qkv], new[qkv], 0.5)[0]  # the whole 12×4 block as one matrix: not the same
+    assert not torch.allclose(fused, expected[qkv] - previous[qkv])
+    assert opcm_blocks("visual.positional_embedding", theta0["visual.positional_embedding"]) is None
+    assert opcm_blocks("visual.proj", torch.zeros(8, 4)) is None and opcm_blocks("visual.ln_post.weight", torch.ones(4)) is None
+    assert len(opcm_blocks(qkv, theta0[qkv])) == 3
