@@ -31,6 +31,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _order(text: str) -> list[int]:
+    try:
+        return [int(i) for i in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of whole numbers, got {text!r}") from None
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -58,12 +65,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
     p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
     p.add_argument("--test-per-task", type=_positive_int, help="test images per task")
+    p.add_argument(
+        "--order", type=_order, metavar="IDS",
+        help="CIL: a comma list of all class ids, cut into tasks in that order (default: the stream's own, e.g. "
+        "split-mnist-fashion-animal's confusion-aware one; 0,1,2,… is the label order); DIL: the domain order",
+    )  # fmt: skip
     p.add_argument("--seed", type=int)
     p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
     p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
     p.add_argument(
-        "--epochs", type=_positive_int, help="fine-tuning epochs per task, when --steps is not given (paper: 10)"
+        "--epochs",
+        type=_positive_int,
+        help="fine-tuning epochs per task, when --steps is not given (paper: 10)",
     )
     p.add_argument("--start", help="where task t's fine-tuning starts: merged | pretrained | previous")
     p.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size")
@@ -75,11 +89,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--trainable-from", type=int, help="first trained block (earlier blocks: frozen, cached trunk)"
     )
     p.add_argument(
-        "--data-root", help="folder of a file stream: cifar100, imagenet-r, domainnet, office-*, imageclef, cub200, cars"
+        "--data-root",
+        help="folder of a file stream: cifar100, imagenet-r, domainnet, office-*, imageclef, cub200, cars",
     )
     p.add_argument("--download", action="store_true", default=None, help="let torchvision fetch CIFAR-100")
     p.add_argument("--device", help="auto (default: CUDA when available) | cpu | cuda")
-    p.add_argument("--precision", help="fp32 (paper, quick, full) | auto (bf16 on a GPU that has it) | bf16 | fp16")
+    p.add_argument(
+        "--precision", help="fp32 (paper, quick, full) | auto (bf16 on a GPU that has it) | bf16 | fp16"
+    )
     p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
     p.add_argument(
         "--center", action="store_true", help="center features by the first task's mean θ0 feature"
@@ -88,7 +105,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align-teacher", help="previous (merged model) | current (fine-tuned model)")
     p.add_argument("--align-loss", help="mse | l1 | cosine")
     p.add_argument("--align-lr", type=float, help="alignment learning rate (paper: 1e-7)")
-    p.add_argument("--align-steps", type=int, help="alignment steps per task (default: one pass over the task)")
+    p.add_argument(
+        "--align-steps", type=int, help="alignment steps per task (default: one pass over the task)"
+    )
     p.add_argument("--align-weight-decay", type=float, help="alignment AdamW weight decay (paper: 0.01)")
     p.add_argument("--align-grad-clip", type=float, help="alignment gradient-norm clip (paper: 1.0)")
     p.add_argument(
@@ -256,7 +275,9 @@ def _run(args: argparse.Namespace, command: str) -> None:
             print(format_table(results_table(results)))
         paired = effects(runs)
         if paired and len(runs) > 1:
-            print("\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):")
+            print(
+                "\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):"
+            )
             print(format_table(effects_table(paired)))
     reused = sum(r.reused_tasks for r in results)
     if reused:

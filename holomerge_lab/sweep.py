@@ -67,7 +67,7 @@ def grid(
     """Every combination, as validated configs (a bad value fails here, before any work starts)."""
     configs = [
         dataclasses.replace(
-            base, **stage, alpha=alpha, seed=seed, order=None if order is None else list(order)
+            base, **stage, alpha=alpha, seed=seed, order=base.order if order is None else list(order)
         )
         for stage, alpha, seed, order in itertools.product(stages, alphas, seeds, orders)
     ]

@@ -104,6 +104,8 @@ BAD_INPUTS = [
     (["compare", "--seeds", "0", "x"], "whole number"),
     (["run", "--seed", "1", "--seeds", "0", "1"], "either --seed or --seeds"),
     (["summarize", "/nonexistent/folder"], "no run JSON"),
+    (["run", "--stream", "split-digits", "--order", "0,1,2"], "permutation"),
+    (["run", "--order", "a,b"], "comma list"),
 ]
 
 
