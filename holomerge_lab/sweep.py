@@ -67,8 +67,12 @@ def grid(
     """Every combination, as validated configs (a bad value fails here, before any work starts)."""
     configs = [
         dataclasses.replace(
-            base, **stage, alpha=alpha, seed=seed, order=base.order if order is None else list(order)
-        )
+            base,
+            **stage,
+            alpha=base.alpha if alpha is None else alpha,
+            seed=base.seed if seed is None else seed,
+            order=base.order if order is None else list(order),
+        )  # None on an axis: the base config's own value (its flag, or the preset's)
         for stage, alpha, seed, order in itertools.product(stages, alphas, seeds, orders)
     ]
     for c in configs:

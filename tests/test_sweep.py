@@ -78,3 +78,9 @@ def test_cli_sweep_over_seeds_prints_one_interval_row_per_grid_point(tmp_path, c
     assert "over the seeds" in printed and "α=0.4" in printed and "α=0.6" in printed
     summary = printed.split("over the seeds")[1]
     assert summary.count(" 2 ") >= 2 and "±" in summary  # n = 2 on both grid points
+
+
+def test_an_axis_left_out_keeps_the_base_configs_value():
+    base = small_config(alpha=0.3, seed=4, order=[1, 0, 2, 3, 4, 5, 6, 7, 8, 9])
+    (config,) = grid(base)
+    assert (config.alpha, config.seed, config.order) == (0.3, 4, [1, 0, 2, 3, 4, 5, 6, 7, 8, 9])
