@@ -26,8 +26,9 @@ METHODS = ("zero-shot", "individual", "joint")
 
 MFA = "split-mnist-fashion-animal"
 CANDIDATES: dict[str, dict] = {
-    f"{MFA} (confusion order)": dict(stream=MFA),
-    f"{MFA}, label order": dict(stream=MFA, order=list(range(30))),
+    f"{MFA} (confusion order)": dict(stream=MFA, test_per_task=500),
+    f"{MFA}, label order": dict(stream=MFA, order=list(range(30)), test_per_task=500),
+    f"{MFA}, lr 3e-4": dict(stream=MFA, test_per_task=500, lr=3e-4),
     "split-fashion (confusable pairs)": dict(stream="split-fashion"),
     "split-fashion, label order": dict(stream="split-fashion", order=LABEL_ORDER),
     "split-animal": dict(stream="split-animal"),

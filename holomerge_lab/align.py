@@ -57,7 +57,9 @@ def align(
     check_choice("alignment loss", loss, LOSSES)
     check_choice("alignment parameter", parameter, params)
     if augment is not None and not callable(teacher_features):
-        raise UserError("augmented alignment needs the teacher as a function of the batch, not fixed features")
+        raise UserError(
+            "augmented alignment needs the teacher as a function of the batch, not fixed features"
+        )
     trained = params[parameter].detach().clone().requires_grad_(True)
     optimizer = torch.optim.AdamW([trained], lr=lr, weight_decay=weight_decay)
     loss_fn = LOSSES[loss]

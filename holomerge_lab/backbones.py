@@ -444,7 +444,9 @@ class ClipTop(_AlwaysEval):
         with _MathAttention(), torch.autocast(device.type, self.autocast or torch.float32,
                                               enabled=self.autocast is not None):  # fmt: skip
             if self.split == 0:
-                x = self.visual._embeds(clip_input(x.to(device), self.size, self.mean, self.std, self.bias.dtype))
+                x = self.visual._embeds(
+                    clip_input(x.to(device), self.size, self.mean, self.std, self.bias.dtype)
+                )
             else:
                 x = x.to(device)
             for block in self.visual.transformer.resblocks[self.split :]:

@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         "summarize", help="the tables of runs saved in a --out folder, over seeds"
     )
     summarize.add_argument("folder", type=Path, help="a folder written by run/compare --out")
+    summarize.add_argument(
+        "--write", action="store_true",
+        help="also rewrite the folder's summary.json and report.html from every run JSON in it",
+    )  # fmt: skip
     commands.add_parser("list", help="the streams, methods, backbones and presets")
     sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
     sweep.add_argument("--method", default="holistic")
@@ -287,7 +291,7 @@ def _run(args: argparse.Namespace, command: str) -> None:
         _save(results, args, command, several)
 
 
-def _summarize(folder: Path) -> None:
+def _summarize(folder: Path, write: bool, command: str) -> None:
     from .evidence import effects, effects_table, summarize, summary_table
     from .viz import format_table
 
@@ -303,6 +307,10 @@ def _summarize(folder: Path) -> None:
         raise UserError(
             f"no run JSON in {folder}: give a folder written by `holomerge-lab run/compare --out`"
         )
+    from .pipeline import METHODS
+
+    rank = {m: i for i, m in enumerate(METHODS)}
+    runs.sort(key=lambda r: (rank.get(r["method"], len(rank)), r["label"], r["seed"]))
     seeds = sorted({r["seed"] for r in runs})
     print(f"{runs[0]['stream']}: {len(runs)} runs, seeds {' '.join(map(str, seeds))}; "
           "mean ± 95% t-interval over the seeds")  # fmt: skip
@@ -313,6 +321,14 @@ def _summarize(folder: Path) -> None:
             "\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):"
         )
         print(format_table(effects_table(paired)))
+    if write:
+        from .evidence import to_json
+        from .pipeline import RunResult
+        from .viz import write_report
+
+        (folder / "summary.json").write_text(json.dumps({"command": command, **to_json(runs)}, indent=1))
+        write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command)
+        print(f"wrote {folder / 'summary.json'} and {folder / 'report.html'}", file=sys.stderr)
 
 
 def _list() -> None:
@@ -375,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _list()
         elif args.command == "summarize":
-            _summarize(args.folder)
+            _summarize(args.folder, args.write, "holomerge-lab " + shlex.join(argv))
         elif args.command == "sweep":
             _sweep(args)
         elif args.command == "bench":

@@ -281,7 +281,9 @@ def merge_opcm(carried: Carried | None, task: TaskModel, settings: MergeSettings
         blocks, new_blocks = opcm_blocks(k, previous), opcm_blocks(k, new)
         cleaned = new
         if blocks is not None:
-            projected = [opcm_project(b, n, settings.opcm_alpha)[0] for b, n in zip(blocks, new_blocks, strict=True)]
+            projected = [
+                opcm_project(b, n, settings.opcm_alpha)[0] for b, n in zip(blocks, new_blocks, strict=True)
+            ]
             cleaned = torch.cat(projected).view_as(new)
         total[k] = lam * previous + cleaned
     lam = torch.linalg.vector_norm(_flat(total)) / mean_norm

@@ -130,7 +130,9 @@ class RunConfig:
     download: bool = False  # let torchvision fetch CIFAR-100 into data_root
     device: str = "auto"  # "auto": CUDA when available, else CPU
     precision: str | None = None  # "auto" (bf16 on a CUDA GPU that has it), "fp32", "bf16", "fp16"
-    augment: bool | None = None  # open_clip's random training crops (CLIP, trainable_from 0); the paper preset's
+    augment: bool | None = (
+        None  # open_clip's random training crops (CLIP, trainable_from 0); the paper preset's
+    )
     alpha: float | None = None  # weight of the new task in a merge
     scale: float = 0.3  # λ of task arithmetic
     variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
@@ -303,6 +305,17 @@ class RunResult:
             "reused_tasks": self.reused_tasks,
         }  # fmt: skip
 
+    @classmethod
+    def from_json(cls, d: dict) -> RunResult:
+        """A run back from its JSON (to redraw tables and reports from saved runs)."""
+        matrix = np.array([[np.nan if v is None else v for v in row] for row in d["acc_matrix"]], dtype=float)
+        return cls(
+            method=d["method"], label=d["label"], stream=d["stream"], backbone=d["backbone"], stages=d["stages"],
+            seed=d["seed"], acc_matrix=matrix, joint_accuracy=d["joint_accuracy"], state_bytes=d["state_bytes"],
+            seconds=d["seconds"], config=d.get("config", {}), reused_tasks=d.get("reused_tasks", 0),
+            split=d.get("split", ""),
+        )  # fmt: skip
+
 
 def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
     """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
@@ -314,9 +327,15 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
 
     def stream_of(train_per_task: int | None) -> TaskStream:
         return build_stream(
-            config.stream, n_tasks=config.tasks, train_per_task=train_per_task,
-            test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
-            download=config.download, image_size=backbone.image_size if backbone.pixels_in_top else None,
+            config.stream,
+            n_tasks=config.tasks,
+            train_per_task=train_per_task,
+            test_per_task=config.test_per_task,
+            order=config.order,
+            seed=config.seed,
+            root=config.data_root,
+            download=config.download,
+            image_size=backbone.image_size if backbone.pixels_in_top else None,
         )  # fmt: skip  (CLIP: folder images are decoded at the tower's input size, as open_clip would)
 
     stream = stream_of(config.train_per_task)

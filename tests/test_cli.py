@@ -67,9 +67,12 @@ def test_compare_over_seeds_prints_intervals_and_paired_effects_and_writes_them(
     assert effect["mean"] == pytest.approx(sum(diffs) / 2)
     report = (out / "report.html").read_text()
     assert "Paired effects" in report and "mean ± 95% t-interval over 2 seed(s)" in report
-    assert main(["summarize", str(out)]) == 0  # the same tables again, from the saved JSON
+    (out / "report.html").unlink()
+    assert main(["summarize", str(out), "--write"]) == 0  # the same tables again, from the saved JSON
     again = capsys.readouterr().out
-    assert "seeds 0 1" in again
+    assert "seeds 0 1" in again and "Paired effects" in (out / "report.html").read_text()
+    rewritten = json.loads((out / "summary.json").read_text())["rows"]
+    assert sorted(rewritten, key=lambda r: r["label"]) == sorted(summary["rows"], key=lambda r: r["label"])
     assert sorted(line for line in again.splitlines()[1:] if "±" in line) == sorted(
         line for line in printed.splitlines() if "±" in line and "seeds" not in line
     )
