@@ -11,11 +11,11 @@ uses 1e-7). Results accumulate in benchmarks/alignment_sweep.json; the table goe
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from seeded_search import by_seed, markdown, run_search
+import seeded_search
+from seeded_search import by_seed
 
 from holomerge_lab import stats
 
@@ -61,20 +61,15 @@ def table(rows: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser = seeded_search.parser(__doc__)
     parser.add_argument("--streams", nargs="+", default=list(STREAMS))
     parser.add_argument("--settings", nargs="+", type=int, help="indices into SETTINGS (default: all)")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     chosen = [n for i, n in enumerate(SETTINGS) if args.settings is None or i in args.settings]
     methods = [OFF] + [{"name": n, "method": "holistic", **SETTINGS[n]} for n in chosen]
-    rows = run_search(
-        {s: {"stream": s} for s in args.streams}, methods, args.seeds, RESULTS, workers=args.workers
-    )
-    text = markdown(table(rows))
-    (HERE / "alignment_sweep.md").write_text(text)
-    print(text)
+    candidates = {s: {"stream": s, "test_per_task": TEST_PER_TASK} for s in args.streams}
+    rows = seeded_search.run_search(candidates, methods, args.seeds, RESULTS, workers=args.workers)
+    seeded_search.write_markdown(table(rows), HERE / "alignment_sweep.md")
     return 0
 
 

@@ -10,11 +10,11 @@ benchmarks/cil_headroom.json (a rerun skips what is there) and the table in benc
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from seeded_search import by_seed, markdown, run_search
+import seeded_search
+from seeded_search import by_seed
 
 from holomerge_lab import stats
 
@@ -55,16 +55,12 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser = seeded_search.parser(__doc__)
     parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     chosen = {n: c for n, c in CANDIDATES.items() if not args.only or n in args.only}
-    rows = run_search(chosen, METHODS, args.seeds, RESULTS, workers=args.workers)
-    text = markdown(summary(rows))
-    (HERE / "cil_headroom.md").write_text(text)
-    print(text)
+    rows = seeded_search.run_search(chosen, METHODS, args.seeds, RESULTS, workers=args.workers)
+    seeded_search.write_markdown(summary(rows), HERE / "cil_headroom.md")
     return 0
 
 

@@ -7,6 +7,7 @@ a new candidate costs only its own runs. Fine-tuned tasks are shared between run
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -62,9 +63,17 @@ def by_seed(rows: Sequence[dict], candidate: str, method: str, key: str = "acc")
     return {r["seed"]: r[key] for r in rows if r["candidate"] == candidate and r["method"] == method}
 
 
-def markdown(table: Sequence[dict]) -> str:
-    if not table:
-        return ""
-    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+def parser(doc: str) -> argparse.ArgumentParser:
+    """A search's command line: --seeds and --workers; the search adds what it selects."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--workers", type=int, default=2)
+    return p
+
+
+def write_markdown(table: Sequence[dict], path: Path) -> None:
+    """The table as markdown, to `path` and stdout."""
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])] if table else []
     lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
-    return "\n".join(lines) + "\n"
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import UserError
@@ -21,14 +21,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"holomerge-lab: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (`what` says so when it is not)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1, "expected a number of at least 1")
+_seed = _whole_number(0, "a seed is a whole number >= 0")
 
 
 def _order(text: str) -> list[int]:
@@ -36,16 +45,6 @@ def _order(text: str) -> list[int]:
         return [int(i) for i in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a comma list of whole numbers, got {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {value}")
-    return value
 
 
 def _add_seeds_option(p: argparse.ArgumentParser) -> None:
