@@ -125,7 +125,13 @@ def plain_top(top: nn.Module, head: Tensor, scale: float, center: Tensor | None)
             raise ValueError("plain_top rebuilds blocks without a skip connection or squeeze-excitation only")
         if args.expand_ratio != 1:
             layers += [*_conv(block._expand_conv), block._bn0, nn.ReLU6()]
-        layers += [*_conv(block._depthwise_conv), block._bn1, nn.ReLU6(), *_conv(block._project_conv), block._bn2]
+        layers += [
+            *_conv(block._depthwise_conv),
+            block._bn1,
+            nn.ReLU6(),
+            *_conv(block._project_conv),
+            block._bn2,
+        ]
     layers += [*_conv(top._conv_head), top._bn1, nn.ReLU6(), SpatialMean()]
     return nn.Sequential(*layers, CosineHead(head, scale, center)).eval()
 
@@ -162,7 +168,9 @@ def backpack_fisher(
     model = extend(plain)
     loss = extend(nn.CrossEntropyLoss(reduction="mean" if kind == "true" else "sum"))
     true = kind == "true"
-    extension, field = (diag_ggn_exact(), "diag_ggn_exact") if true else (SumGradSquared(), "sum_grad_squared")
+    extension, field = (
+        (diag_ggn_exact(), "diag_ggn_exact") if true else (SumGradSquared(), "sum_grad_squared")
+    )
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     with backpack(extension):
         torch.autograd.backward(loss(model(inputs), labels), inputs=list(params.values()))

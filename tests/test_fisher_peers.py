@@ -28,7 +28,9 @@ def assert_equal_fishers(ours: dict, reference: dict) -> None:
         torch.testing.assert_close(ours[n], reference[n], rtol=1e-10, atol=1e-12 * largest)
 
 
-def curvlinops_fisher(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str) -> dict[str, torch.Tensor]:
+def curvlinops_fisher(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str
+) -> dict[str, torch.Tensor]:
     """The diagonal of curvlinops' dense GGN (true) or empirical Fisher of the mean cross-entropy, by name."""
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     operator = GGNLinearOperator if kind == "true" else EFLinearOperator
@@ -76,7 +78,12 @@ def row_normalised() -> nn.Module:
 def standardised_conv() -> nn.Module:
     """timm's StdConv2d (weights standardised in the forward), 1×1 and 3×3."""
     return nn.Sequential(
-        StdConv2d(3, 4, 1), nn.Tanh(), StdConv2d(4, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(16, 3)
+        StdConv2d(3, 4, 1),
+        nn.Tanh(),
+        StdConv2d(4, 4, 3, padding=1),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(16, 3),
     )
 
 
@@ -98,7 +105,9 @@ def test_edge_models_equal_curvlinops(name, kind):
     y = torch.randint(0, 3, (11,))
     routes = exact_routes(model, x)
     assert {n for n, r in routes.items() if r == "per-example"} == per_example  # the rest go op by op
-    assert_equal_fishers(diagonal_fisher(model, x, y, kind, chunk_size=4), curvlinops_fisher(model, x, y, kind))
+    assert_equal_fishers(
+        diagonal_fisher(model, x, y, kind, chunk_size=4), curvlinops_fisher(model, x, y, kind)
+    )
 
 
 @pytest.fixture(scope="module")
