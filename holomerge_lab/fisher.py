@@ -35,6 +35,8 @@ KINDS = ("true", "sampled", "empirical")
 
 # Per-example gradients of a weight are built at most this many numbers at a time (64 MiB in float32)
 PER_EXAMPLE_NUMBERS = 1 << 24
+# What one class of per-example weight gradients costs, in products of one pair of positions (see _weight_squares)
+PER_EXAMPLE_COST = 140
 
 # The operations with a closed-form per-example gradient, and their arguments in order (defaults as torch's)
 _SIGNATURES: dict[Callable, tuple[str, tuple[str, ...], dict]] = {
@@ -60,14 +62,15 @@ def diagonal_fisher(
     *,
     params: Mapping[str, Tensor] | None = None,
     constants: Mapping[str, Tensor] | None = None,
+    head: Callable[[Tensor], Tensor] | None = None,
     chunk_size: int = 64,
     seed: int = 0,
 ) -> dict[str, Tensor]:
     """Mean over examples of squared per-example gradients of log p, for `params` of `model`.
 
-    `model(inputs)` must return logits, each example's from its own input alone. `params` (default: the model's
-    trainable parameters) and `constants` (other parameters or buffers) are values put into the model as
-    `torch.func.functional_call` does; the Fisher is taken with respect to `params`. Parameters used once, as the
+    The logits are `head(model(inputs))` (`model(inputs)` without a head), each example's from its own input alone.
+    `params` (default: the model's trainable parameters) and `constants` (other parameters or buffers) are values
+    put into the model as `torch.func.functional_call` does; the Fisher is taken with respect to `params`. Parameters used once, as the
     weight or bias of a linear layer, convolution or layer norm, go op by op (`exact_routes`); the rest go through
     per-example Jacobians (`functional_diagonal_fisher`, which draws the same sampled labels).
     """
@@ -77,7 +80,8 @@ def diagonal_fisher(
     values = _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
 
     def logits(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(model, _everywhere(model, {**values, **p}), (x,), tie_weights=False)
+        out = functional_call(model, _everywhere(model, {**values, **p}), (x,), tie_weights=False)
+        return out if head is None else head(out)
 
     coupled = any(isinstance(m, _BatchNorm) and m.training for m in model.modules())  # batch statistics
     generator = torch.Generator().manual_seed(seed)
@@ -87,9 +91,9 @@ def diagonal_fisher(
         x = inputs[start : start + chunk_size]
         rest, parts = dict(params), {}
         if not coupled:
-            trace = _trace(model, values, params, x)
+            trace = _trace(model, values, params, x, head)
             if shapes is None:
-                shapes = _trace(model, values, params, x[:1]).signature(1)
+                shapes = _trace(model, values, params, x[:1], head).signature(1)
             y = _labels(kind, trace.logits.detach(), labels, start, generator)
             if trace.signature(len(x)) == shapes:
                 parts = _op_fisher(trace, y)
@@ -105,17 +109,23 @@ def diagonal_fisher(
 
 
 def exact_routes(
-    model: nn.Module, inputs: Tensor, params: Mapping[str, Tensor] | None = None
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    params: Mapping[str, Tensor] | None = None,
+    constants: Mapping[str, Tensor] | None = None,
+    head: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, str]:
-    """Which route `diagonal_fisher` takes for each parameter on `inputs`: the operation whose closed form it uses
-    ("linear", "conv2d", "layer_norm"), or "per-example" where it cannot prove that one operation is all."""
+    """Which route `diagonal_fisher` (same arguments) takes for each parameter on `inputs`: the operation whose
+    closed form it uses ("linear", "conv2d", "layer_norm"), or "per-example" where it cannot prove that one
+    operation is all."""
     chosen = _trainable(model) if params is None else params
     params = {n: p.detach() for n, p in chosen.items()}
     if any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
         return dict.fromkeys(params, "per-example")
-    values = _everywhere(model, params)
-    trace = _trace(model, values, params, inputs)
-    one = _trace(model, values, params, inputs[:1]).signature(1)
+    values = _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
+    trace = _trace(model, values, params, inputs, head)
+    one = _trace(model, values, params, inputs[:1], head).signature(1)
     proven = trace.proven() if trace.signature(len(inputs)) == one else {}
     return {n: proven.get(n, "per-example") for n in params}
 
@@ -186,7 +196,8 @@ def _labels(
     if kind == "true":
         return None
     if kind == "sampled":
-        return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(1)
+        probs = torch.softmax(logits, dim=-1).cpu()  # drawn on the CPU: the same labels on every device
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
     return labels[start : start + len(logits)].to(logits.device)
 
 
@@ -311,11 +322,18 @@ def _closed_form_op(func, args, kwargs, names: dict[int, str]) -> tuple[str, dic
     return kind, bound, roles, options
 
 
-def _trace(model: nn.Module, values: dict[str, Tensor], params: dict[str, Tensor], x: Tensor) -> _Trace:
-    """One forward pass of `model` with `values` in it, recording every use of a tensor of `params`."""
+def _trace(
+    model: nn.Module,
+    values: dict[str, Tensor],
+    params: dict[str, Tensor],
+    x: Tensor,
+    head: Callable | None = None,
+) -> _Trace:
+    """One forward pass of `model` (then `head`) with `values` in it, recording every use of a tensor of `params`."""
     recorder = _Recorder({id(p): n for n, p in params.items()})
     with torch.enable_grad(), recorder:
         logits = functional_call(model, values, (x,), tie_weights=False)
+        logits = logits if head is None else head(logits)
     return _Trace(logits, recorder.ops, recorder.uses, recorder.opaque)
 
 
@@ -388,12 +406,12 @@ def _squared_gradients(op: _Op, deltas: Tensor) -> dict[str, Tensor]:
 def _weight_squares(d: Tensor, x: Tensor) -> Tensor:
     """Σ_{k,n} (Σ_s δ_kns a_nsᵀ)² per group, d [K, N, G, S, out], x [N, G, S, in] -> [G, out, in], by the cheaper of:
 
-    - pairs of positions: Σ_{s≤t} (2 −[s=t]) (Σ_k δ_s ⊙ δ_t)ᵀ (a_s ⊙ a_t) — S(S+1)/2 products of [out, N]·[N, in];
-    - per-example gradients: K·N products of [out, S]·[S, in], then squared — K(S + 2) in the same units (the 2:
-      writing and squaring the [K, N, out, in] gradients, measured to cost about two positions' products).
+    - pairs of positions: Σ_{s≤t} (2 −[s=t]) (Σ_k δ_s ⊙ δ_t)ᵀ (a_s ⊙ a_t) — S(S+1)/2 products [out, N]·[N, in];
+    - per-example gradients: K·N products [out, S]·[S, in], written out and squared — memory-bound, each class
+      costs as much as PER_EXAMPLE_COST pair products (measured: benchmarks/RESULTS.md, "Fisher routes").
     """
     classes, examples, groups, positions, _ = d.shape
-    if positions * (positions + 1) // 2 <= classes * (positions + 2):
+    if positions * (positions + 1) // 2 <= PER_EXAMPLE_COST * classes:
         total = 0
         for s in range(positions):
             for t in range(s, positions):

@@ -9,6 +9,7 @@ from conftest import small_config
 from torch import nn
 
 from holomerge_lab import bench
+from holomerge_lab import fisher as fisher_module
 from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 
 
@@ -32,8 +33,11 @@ def assert_equal_fishers(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[n], b[n], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [2, 4])  # 2×2: pairs of positions; 4×4: per-example gradients are cheaper
-def test_op_by_op_true_fisher_equals_a_per_example_loop(size):
+@pytest.mark.parametrize("per_example_cost", [0, 10**6])  # 0: per-example gradients (in pieces); else pairs
+@pytest.mark.parametrize("size", [2, 4])
+def test_op_by_op_true_fisher_equals_a_per_example_loop(size, per_example_cost, monkeypatch):
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_COST", per_example_cost)
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_NUMBERS", 64)  # a few examples at a time
     model = conv_model(size)
     x = torch.randn(13, 3, size, size, dtype=torch.float64)
     model(x)  # materialise the lazy layer
