@@ -14,8 +14,10 @@ from curvlinops import EFLinearOperator, GGNLinearOperator
 from timm.layers import StdConv2d
 from torch import nn
 
-from holomerge_lab.fisher import diagonal_fisher, exact_routes
+from holomerge_lab import bench
+from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.heads import TaskLogits
+from holomerge_lab.pipeline import task_objective
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from backpack_peer import backpack_fisher, plain_top  # noqa: E402
@@ -87,7 +89,21 @@ def standardised_conv() -> nn.Module:
     )
 
 
+class EveryClosedForm(nn.Module):
+    """A strided padded convolution, a layer norm and a linear layer over positions: all op by op."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.LayerNorm(4)
+        self.fc, self.head = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x):
+        tokens = self.norm(self.conv(x).flatten(2).transpose(1, 2))  # [N, positions, 4]
+        return self.head(torch.tanh(self.fc(tokens)).mean(1))
+
+
 EDGE_MODELS = {
+    "every closed form": (EveryClosedForm, (3, 4, 4), set()),
     "shared weight": (SharedWeight, (4,), {"a.weight"}),
     "weight used outside its layer": (WeightUsedOutside, (4,), {"fc2.weight"}),
     "row-normalised Linear": (row_normalised, (4,), {"0.weight"}),
@@ -132,3 +148,21 @@ def test_embedded_top_equals_backpack(embedded, classes, kind):
     ours = diagonal_fisher(model, x, y, kind, chunk_size=10)
     names = {id(p): n for n, p in model.named_parameters()}
     assert_equal_fishers(ours, backpack_fisher(plain, x, y, kind, names))
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical"])
+def test_tiny_clip_top_equals_the_per_example_route(kind):
+    """The CLIP top mixes both routes: linear, layer norm and patch convolution op by op; attention weights and the
+    class / positional embeddings (used by ops with no closed form here) per example. BackPACK has no extension for
+    LayerNorm or MultiheadAttention, so the reference is the per-example route on all parameters, in float64."""
+    prep = bench.one_task("tiny-clip", examples=12, lr=1e-4)
+    top = copy.deepcopy(prep.backbone.top).double()
+    model = TaskLogits(top, prep.heads[0].double(), prep.config.logit_scale, None)
+    _, x, y = task_objective(prep, 0, tangent=False)
+    routes = exact_routes(model, x)
+    assert {"linear", "layer_norm", "conv2d", "per-example"} == set(routes.values())
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    expected = functional_diagonal_fisher(
+        lambda p, v: torch.func.functional_call(model, p, (v,)), params, x, y, kind, chunk_size=5
+    )
+    assert_equal_fishers(diagonal_fisher(model, x, y, kind, chunk_size=5), expected)
