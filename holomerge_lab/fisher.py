@@ -35,8 +35,9 @@ KINDS = ("true", "sampled", "empirical")
 
 # Per-example gradients of a weight are built at most this many numbers at a time (64 MiB in float32)
 PER_EXAMPLE_NUMBERS = 1 << 24
-# What one class of per-example weight gradients costs, in products of one pair of positions (see _weight_squares)
-PER_EXAMPLE_COST = 140
+# Writing and squaring one class of per-example weight gradients costs about as much as this many products of one
+# pair of positions (see _weight_squares)
+PER_EXAMPLE_OVERHEAD = 20
 
 # The operations with a closed-form per-example gradient, and their arguments in order (defaults as torch's)
 _SIGNATURES: dict[Callable, tuple[str, tuple[str, ...], dict]] = {
@@ -68,39 +69,33 @@ def diagonal_fisher(
 ) -> dict[str, Tensor]:
     """Mean over examples of squared per-example gradients of log p, for `params` of `model`.
 
-    The logits are `head(model(inputs))` (`model(inputs)` without a head), each example's from its own input alone.
-    `params` (default: the model's trainable parameters) and `constants` (other parameters or buffers) are values
-    put into the model as `torch.func.functional_call` does; the Fisher is taken with respect to `params`. Parameters used once, as the
-    weight or bias of a linear layer, convolution or layer norm, go op by op (`exact_routes`); the rest go through
-    per-example Jacobians (`functional_diagonal_fisher`, which draws the same sampled labels).
+    The logits are `head(model(inputs))` (`model(inputs)` without a head), each example's from its own input
+    alone. `params` (default: the model's trainable parameters) and `constants` (other parameters or buffers) are
+    values put into the model as `torch.func.functional_call` does; the Fisher is taken with respect to `params`.
+    Parameters used once, as the weight or bias of a linear layer, convolution or layer norm, go op by op
+    (`exact_routes`); the rest through per-example Jacobians (as `functional_diagonal_fisher`, same sampled labels).
     """
     _check_kind(kind, labels)
-    chosen = _trainable(model) if params is None else params
-    params = {n: p.detach() for n, p in chosen.items()}
-    values = _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
+    params, values = _values(model, params, constants)
 
     def logits(p: dict[str, Tensor], x: Tensor) -> Tensor:
         out = functional_call(model, _everywhere(model, {**values, **p}), (x,), tie_weights=False)
         return out if head is None else head(out)
 
-    coupled = any(isinstance(m, _BatchNorm) and m.training for m in model.modules())  # batch statistics
     generator = torch.Generator().manual_seed(seed)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
-    shapes = None  # what each recorded operation saw on one example: proves dim 0 is the examples'
+    one = None  # what each recorded op saw on one example
     for start in range(0, len(inputs), chunk_size):
         x = inputs[start : start + chunk_size]
-        rest, parts = dict(params), {}
-        if not coupled:
-            trace = _trace(model, values, params, x, head)
-            if shapes is None:
-                shapes = _trace(model, values, params, x[:1], head).signature(1)
-            y = _labels(kind, trace.logits.detach(), labels, start, generator)
-            if trace.signature(len(x)) == shapes:
-                parts = _op_fisher(trace, y)
-                rest = {n: p for n, p in params.items() if n not in parts}
-        else:
+        trace, one = _checked_trace(model, values, params, x, head, one)
+        if trace is None:
             with torch.no_grad():
                 y = _labels(kind, logits(params, x), labels, start, generator)
+            parts = {}
+        else:
+            y = _labels(kind, trace.logits.detach(), labels, start, generator)
+            parts = _op_fisher(trace, y)
+        rest = {n: p for n, p in params.items() if n not in parts}
         if rest:
             parts.update(_per_example_fisher(logits, rest, x, y))
         for n, v in parts.items():
@@ -119,14 +114,9 @@ def exact_routes(
     """Which route `diagonal_fisher` (same arguments) takes for each parameter on `inputs`: the operation whose
     closed form it uses ("linear", "conv2d", "layer_norm"), or "per-example" where it cannot prove that one
     operation is all."""
-    chosen = _trainable(model) if params is None else params
-    params = {n: p.detach() for n, p in chosen.items()}
-    if any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
-        return dict.fromkeys(params, "per-example")
-    values = _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
-    trace = _trace(model, values, params, inputs, head)
-    one = _trace(model, values, params, inputs[:1], head).signature(1)
-    proven = trace.proven() if trace.signature(len(inputs)) == one else {}
+    params, values = _values(model, params, constants)
+    trace, _ = _checked_trace(model, values, params, inputs, head, None)
+    proven = {} if trace is None else trace.proven()
     return {n: proven.get(n, "per-example") for n in params}
 
 
@@ -165,8 +155,15 @@ def _check_kind(kind: str, labels: Tensor | None) -> None:
         raise ValueError("the empirical Fisher needs the data's labels: pass labels=")
 
 
-def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+def _values(
+    model: nn.Module, params: Mapping[str, Tensor] | None, constants: Mapping[str, Tensor] | None
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(the parameters the Fisher is of, everything put into the model), detached; by default the model's
+    trainable parameters."""
+    if params is None:
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    params = {n: p.detach() for n, p in params.items()}
+    return params, _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
 
 
 def _everywhere(model: nn.Module, values: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -337,6 +334,25 @@ def _trace(
     return _Trace(logits, recorder.ops, recorder.uses, recorder.opaque)
 
 
+def _checked_trace(
+    model: nn.Module,
+    values: dict[str, Tensor],
+    params: dict[str, Tensor],
+    x: Tensor,
+    head: Callable | None,
+    one: list | None,
+) -> tuple[_Trace | None, list | None]:
+    """The trace of a forward pass on x, and `one`, the signature of a pass on one example (made if None); the trace
+    is None where op by op cannot hold for any parameter: BatchNorm in training mode (batch statistics couple the
+    examples), or ops whose dim 0 does not follow the number of examples as the one-example pass shows."""
+    if any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
+        return None, one
+    trace = _trace(model, values, params, x, head)
+    if one is None:
+        one = _trace(model, values, params, x[:1], head).signature(1)
+    return (trace if trace.signature(len(x)) == one else None), one
+
+
 def _op_fisher(trace: _Trace, y: Tensor | None) -> dict[str, Tensor]:
     """Σ over the chunk's examples of the squared per-example gradient of each proven parameter.
 
@@ -407,11 +423,11 @@ def _weight_squares(d: Tensor, x: Tensor) -> Tensor:
     """Σ_{k,n} (Σ_s δ_kns a_nsᵀ)² per group, d [K, N, G, S, out], x [N, G, S, in] -> [G, out, in], by the cheaper of:
 
     - pairs of positions: Σ_{s≤t} (2 −[s=t]) (Σ_k δ_s ⊙ δ_t)ᵀ (a_s ⊙ a_t) — S(S+1)/2 products [out, N]·[N, in];
-    - per-example gradients: K·N products [out, S]·[S, in], written out and squared — memory-bound, each class
-      costs as much as PER_EXAMPLE_COST pair products (measured: benchmarks/RESULTS.md, "Fisher routes").
+    - per-example gradients: K·N products [out, S]·[S, in], then written out and squared (memory-bound): measured
+      to cost about K·(S + PER_EXAMPLE_OVERHEAD) pair products (benchmarks/RESULTS.md, "Fisher routes").
     """
     classes, examples, groups, positions, _ = d.shape
-    if positions * (positions + 1) // 2 <= PER_EXAMPLE_COST * classes:
+    if positions * (positions + 1) // 2 <= classes * (positions + PER_EXAMPLE_OVERHEAD):
         total = 0
         for s in range(positions):
             for t in range(s, positions):

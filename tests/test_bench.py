@@ -33,10 +33,10 @@ def assert_equal_fishers(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[n], b[n], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("per_example_cost", [0, 10**6])  # 0: per-example gradients (in pieces); else pairs
+@pytest.mark.parametrize("overhead", [-(10**6), 10**6])  # forces per-example gradients (in pieces) / pairs
 @pytest.mark.parametrize("size", [2, 4])
-def test_op_by_op_true_fisher_equals_a_per_example_loop(size, per_example_cost, monkeypatch):
-    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_COST", per_example_cost)
+def test_op_by_op_true_fisher_equals_a_per_example_loop(size, overhead, monkeypatch):
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_OVERHEAD", overhead)
     monkeypatch.setattr(fisher_module, "PER_EXAMPLE_NUMBERS", 64)  # a few examples at a time
     model = conv_model(size)
     x = torch.randn(13, 3, size, size, dtype=torch.float64)
