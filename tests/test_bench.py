@@ -1,4 +1,4 @@
-"""The measurements of bench.py: the layer-wise true Fisher against a per-example loop, bytes carried constant in T,
+"""The measurements of bench.py: the op-by-op true Fisher against a per-example loop, bytes carried constant in T,
 a warm feature cache that never runs the trunk. Nothing here asserts a wall time."""
 
 import copy
