@@ -414,7 +414,7 @@ def _train_task(
         subset = subset[: config.fisher_examples]
         information = diagonal_fisher(  # the fisher and ewc methods fine-tune standard (pre=False): a module
             prep.backbone.top, features[subset], index[labels][subset], config.fisher_kind, params=result.params,
-            constants=bias, head=classify, seed=seed,
+            constants=bias, head=classify, chunk_size=16, seed=seed,
         )  # fmt: skip
     return TaskModel(
         {**result.params, **bias}, result.second_moment, result.steps, result.beta2, information
