@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from . import backbones
 from .fisher import diagonal_fisher
-from .heads import head_logits
+from .heads import TaskLogits
 from .pipeline import METHODS, Prepared, RunConfig, fine_tune_task, prepare, run, task_objective
 
 # The methods whose carried state is Θ(1) in the number of tasks: all but TIES, which keeps every task vector.
@@ -97,18 +97,6 @@ def linear_step_ratio(prep: Prepared, *, steps: int = 10, rounds: int = 5) -> di
         "backbone": prep.config.backbone, "batch_size": prep.config.batch_size, "standard_ms": 1e3 * standard_s / steps,
         "tangent_ms": 1e3 * tangent_s / steps, "ratio": ratio,
     }  # fmt: skip
-
-
-class TaskLogits(nn.Module):
-    """The backbone's top followed by a task's frozen head: trunk features -> logits, as fine-tuning sees them."""
-
-    def __init__(self, top: nn.Module, head: Tensor, scale: float, center: Tensor | None):
-        super().__init__()
-        self.top, self.scale, self.center = top, scale, center
-        self.register_buffer("head", head)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return head_logits(self.top(x), self.head, self.scale, self.center)
 
 
 def fisher_by_loop(model: nn.Module, inputs: Tensor) -> dict[str, Tensor]:

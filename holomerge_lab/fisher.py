@@ -9,23 +9,50 @@
 Adam's v is none of these: it is an EMA of the squared *mini-batch mean* gradient (see finetune.second_moment),
 so it scales with batch size and the learning-rate schedule. Notebook 03 puts them side by side.
 
-The exact true Fisher of a module takes a layer-wise route when it can (`layerwise_true_fisher`): one forward pass
-per chunk, one backward per class, and each layer's per-example gradient built from what that layer saw (its input
-a and the gradient δ at its output) instead of a Jacobian of every parameter per example.
+`diagonal_fisher` of a module goes op by op where it can prove that exact: one forward pass per chunk, one backward
+per class (one in all for a sampled or empirical label), and each parameter's per-example gradient built from the
+input a and the output gradient δ of the one operation that uses it, instead of a Jacobian of every parameter per
+example. Every parameter it cannot prove that for takes the per-example route (`functional_diagonal_fisher`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jacrev, vjp, vmap
+from torch.func import functional_call, grad, jacrev, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from .errors import check_choice
 
 KINDS = ("true", "sampled", "empirical")
+
+# Per-example gradients of a weight are built at most this many numbers at a time (64 MiB in float32)
+PER_EXAMPLE_NUMBERS = 1 << 24
+# Writing and squaring one class of per-example weight gradients costs about as much as this many products of one
+# pair of positions (see _weight_squares)
+PER_EXAMPLE_OVERHEAD = 20
+
+# The operations with a closed-form per-example gradient, and their arguments in order (defaults as torch's)
+_SIGNATURES: dict[Callable, tuple[str, tuple[str, ...], dict]] = {
+    F.linear: ("linear", ("input", "weight", "bias"), {"bias": None}),
+    torch.conv2d: (
+        "conv2d",
+        ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+        {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    ),
+    F.layer_norm: (
+        "layer_norm",
+        ("input", "normalized_shape", "weight", "bias", "eps"),
+        {"weight": None, "bias": None, "eps": 1e-5},
+    ),
+}
 
 
 def diagonal_fisher(
@@ -34,28 +61,63 @@ def diagonal_fisher(
     labels: Tensor | None = None,
     kind: str = "true",
     *,
+    params: Mapping[str, Tensor] | None = None,
+    constants: Mapping[str, Tensor] | None = None,
+    head: Callable[[Tensor], Tensor] | None = None,
     chunk_size: int = 64,
     seed: int = 0,
 ) -> dict[str, Tensor]:
-    """Mean over examples of squared per-example gradients of log p, for `model`'s trainable parameters.
+    """Mean over examples of squared per-example gradients of log p, for `params` of `model`.
 
-    `model(inputs)` must return logits, each example's from its own input alone. The true Fisher goes layer by
-    layer (`layerwise_true_fisher`) where that is exact; otherwise, see `functional_diagonal_fisher`.
+    The logits are `head(model(inputs))` (`model(inputs)` without a head), each example's from its own input
+    alone. `params` (default: the model's trainable parameters) and `constants` (other parameters or buffers) are
+    values put into the model as `torch.func.functional_call` does; the Fisher is taken with respect to `params`.
+    Parameters used once, as the weight or bias of a linear layer, convolution or layer norm, go op by op
+    (`exact_routes`); the rest through per-example Jacobians (as `functional_diagonal_fisher`, same sampled labels).
     """
-    if kind == "true":
-        fisher = layerwise_true_fisher(model, inputs, chunk_size=chunk_size)
-        if fisher is not None:
-            return fisher
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    return functional_diagonal_fisher(
-        lambda p, x: functional_call(model, p, (x,)),
-        params,
-        inputs,
-        labels,
-        kind,
-        chunk_size=chunk_size,
-        seed=seed,
-    )
+    _check_kind(kind, labels)
+    params, values = _values(model, params, constants)
+
+    def logits(p: dict[str, Tensor], x: Tensor) -> Tensor:
+        out = functional_call(model, _everywhere(model, {**values, **p}), (x,), tie_weights=False)
+        return out if head is None else head(out)
+
+    generator = torch.Generator().manual_seed(seed)
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    one = None  # what each recorded op saw on one example
+    for start in range(0, len(inputs), chunk_size):
+        x = inputs[start : start + chunk_size]
+        trace, one = _checked_trace(model, values, params, x, head, one)
+        if trace is None:
+            with torch.no_grad():
+                y = _labels(kind, logits(params, x), labels, start, generator)
+            parts = {}
+        else:
+            y = _labels(kind, trace.logits.detach(), labels, start, generator)
+            parts = _op_fisher(trace, y)
+        rest = {n: p for n, p in params.items() if n not in parts}
+        if rest:
+            parts.update(_per_example_fisher(logits, rest, x, y))
+        for n, v in parts.items():
+            total[n] += v
+    return {n: v / len(inputs) for n, v in total.items()}
+
+
+def exact_routes(
+    model: nn.Module,
+    inputs: Tensor,
+    *,
+    params: Mapping[str, Tensor] | None = None,
+    constants: Mapping[str, Tensor] | None = None,
+    head: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, str]:
+    """Which route `diagonal_fisher` (same arguments) takes for each parameter on `inputs`: the operation whose
+    closed form it uses ("linear", "conv2d", "layer_norm"), or "per-example" where it cannot prove that one
+    operation is all."""
+    params, values = _values(model, params, constants)
+    trace, _ = _checked_trace(model, values, params, inputs, head, None)
+    proven = {} if trace is None else trace.proven()
+    return {n: proven.get(n, "per-example") for n in params}
 
 
 def functional_diagonal_fisher(
@@ -70,157 +132,314 @@ def functional_diagonal_fisher(
 ) -> dict[str, Tensor]:
     """The diagonal Fisher of `logits(params, x)` (a batch of logits) with respect to `params`.
 
-    The functional form lets the pipeline take the Fisher of a fine-tuned parameter dict through the backbone's top
-    and a frozen head without building a module for it. Per-example gradients come from `torch.func.vmap`, in
-    chunks so that memory stays at chunk_size × (classes for "true") × parameters.
+    The reference route: per-example gradients from `torch.func.vmap`, in chunks so that memory stays at
+    chunk_size × (classes for "true") × parameters. It needs no module, so it also takes the Fisher of a tangent
+    (linearized) model.
     """
-    check_choice("Fisher kind", kind, KINDS)
-    if kind == "empirical" and labels is None:
-        raise ValueError("the empirical Fisher needs the data's labels: pass labels=")
+    _check_kind(kind, labels)
     params = {n: p.detach() for n, p in params.items()}
-
-    def log_probs(p: dict[str, Tensor], x: Tensor) -> Tensor:
-        return torch.log_softmax(logits(p, x.unsqueeze(0)).squeeze(0), dim=-1)
-
-    def true_fisher(p: dict[str, Tensor], x: Tensor) -> dict[str, Tensor]:
-        probs = log_probs(p, x).exp().detach()
-        jac = jacrev(log_probs)(p, x)  # name -> [classes, *shape]
-        return {n: torch.einsum("c,c...->...", probs, j.square()) for n, j in jac.items()}
-
-    def label_fisher(p: dict[str, Tensor], x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        g = grad(lambda q: log_probs(q, x)[y])(p)
-        return {n: v.square() for n, v in g.items()}
-
     generator = torch.Generator().manual_seed(seed)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     for start in range(0, len(inputs), chunk_size):
         x = inputs[start : start + chunk_size]
-        if kind == "true":
-            parts = vmap(true_fisher, in_dims=(None, 0))(params, x)
-        else:
-            if kind == "sampled":
-                with torch.no_grad():
-                    probs = torch.softmax(logits(params, x), dim=-1)
-                y = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-            else:
-                y = labels[start : start + chunk_size]
-            parts = vmap(label_fisher, in_dims=(None, 0, 0))(params, x, y)
-        for n, v in parts.items():
-            total[n] += v.sum(0)
+        with torch.no_grad():
+            y = _labels(kind, logits(params, x), labels, start, generator)
+        for n, v in _per_example_fisher(logits, params, x, y).items():
+            total[n] += v
     return {n: v / len(inputs) for n, v in total.items()}
 
 
-def layerwise_true_fisher(
-    model: nn.Module, inputs: Tensor, *, chunk_size: int = 64
-) -> dict[str, Tensor] | None:
-    """The exact true diagonal Fisher Σ_c p_c (∂ log p_c/∂θ)², averaged over examples, layer by layer.
+def _check_kind(kind: str, labels: Tensor | None) -> None:
+    check_choice("Fisher kind", kind, KINDS)
+    if kind == "empirical" and labels is None:
+        raise ValueError("the empirical Fisher needs the data's labels: pass labels=")
 
-    Each module that owns trainable parameters is seen once per forward pass: its input a and, for every class c,
-    the gradient at its output of √p_c · log p_c (one backward per class, all sharing one forward pass). Its
-    per-example gradient is then a function of (a, δ) alone:
-    - linear and 1×1-convolution weights: g = Σ_s δ_s a_sᵀ over positions s, so Σ_{c,n} g² is
-      Σ_{s,s'} (Σ_c δ_s ⊙ δ_s')ᵀ (a_s ⊙ a_s') — S(S+1)/2 matrix products, no per-example gradient in memory;
-    - any other module (a depthwise convolution, a bias): the vjp of its own forward on each example, squared.
-    Returns None (the caller falls back to per-example Jacobians) where that is not exact: a trainable module run
-    more or less than once, an input that is not one tensor, or BatchNorm in training mode (batch-coupled).
-    """
-    owners = {}  # module -> (its name prefix, the local names of its trainable parameters)
-    for prefix, module in model.named_modules():
-        local = [n for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-        if local:
-            owners[module] = (prefix, local)
-    if not owners or any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
+
+def _values(
+    model: nn.Module, params: Mapping[str, Tensor] | None, constants: Mapping[str, Tensor] | None
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(the parameters the Fisher is of, everything put into the model), detached; by default the model's
+    trainable parameters."""
+    if params is None:
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    params = {n: p.detach() for n, p in params.items()}
+    return params, _everywhere(model, {**{n: v.detach() for n, v in (constants or {}).items()}, **params})
+
+
+def _everywhere(model: nn.Module, values: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`values`, each also under the other names its parameter has in `model` (a weight tied between two modules),
+    once per module attribute: for functional_call(tie_weights=False), which, unlike its tying, restores a module
+    that appears twice (Sequential(layer, act, layer)) to its own parameters afterwards."""
+    slots: dict[int, list[str]] = {}
+    seen = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        prefix, _, attr = name.rpartition(".")
+        slot = (id(model.get_submodule(prefix)), attr)
+        if slot not in seen:
+            seen.add(slot)
+            slots.setdefault(id(p), []).append(name)
+    own = dict(model.named_parameters())
+    out = dict(values)
+    for name, v in values.items():
+        if name in own:
+            out.update(dict.fromkeys(slots[id(own[name])], v))
+    return out
+
+
+def _labels(
+    kind: str, logits: Tensor, labels: Tensor | None, start: int, generator: torch.Generator
+) -> Tensor | None:
+    """The chunk's labels: None for the true Fisher (all classes), a draw from p for sampled, the data's else."""
+    if kind == "true":
         return None
-    total = {f"{prefix}.{n}".lstrip("."): None for prefix, local in owners.values() for n in local}
-    for start in range(0, len(inputs), chunk_size):
-        seen = _forward_and_deltas(model, owners, inputs[start : start + chunk_size])
-        if seen is None:
-            return None
-        for module, (a, deltas) in seen.items():
-            prefix, local = owners[module]
-            for n, value in _module_fisher(module, local, a, deltas).items():
-                key = f"{prefix}.{n}".lstrip(".")
-                total[key] = value if total[key] is None else total[key] + value
-    return {n: v / len(inputs) for n, v in total.items()}
+    if kind == "sampled":
+        probs = torch.softmax(logits, dim=-1).cpu()  # drawn on the CPU: the same labels on every device
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
+    return labels[start : start + len(logits)].to(logits.device)
 
 
-def _forward_and_deltas(
-    model: nn.Module, owners: dict, x: Tensor
-) -> dict[nn.Module, tuple[Tensor, Tensor]] | None:
-    """One forward pass recording each owner's input; then δ[c] = ∂(Σ_n √p_nc log p_nc)/∂output for every class c:
-    module -> (input [N, ...], δ [C, N, ...])."""
-    records: dict[nn.Module, list] = {m: [] for m in owners}
+def _per_example_fisher(
+    logits: Callable[[dict[str, Tensor], Tensor], Tensor],
+    params: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor | None,
+) -> dict[str, Tensor]:
+    """Σ over the examples of x of each parameter's squared gradient of log p (Σ_c p_c (·)² where y is None)."""
 
-    def record(module, args, kwargs, output):
-        if len(args) != 1 or kwargs or not isinstance(args[0], Tensor) or not isinstance(output, Tensor):
-            records[module].append(None)
-            return None
-        records[module].append((args[0].detach().clone(), output))
-        return output.clone()  # later in-place ops change the clone, never the tensor δ is taken at
+    def log_probs(p: dict[str, Tensor], v: Tensor) -> Tensor:
+        return torch.log_softmax(logits(p, v.unsqueeze(0)).squeeze(0), dim=-1)
 
-    hooks = [m.register_forward_hook(record, with_kwargs=True) for m in owners]
-    try:
-        with torch.enable_grad():
-            log_probs = torch.log_softmax(model(x), dim=-1)
-    finally:
-        for h in hooks:
-            h.remove()
-    if any(len(r) != 1 or r[0] is None for r in records.values()):
-        return None
-    modules = list(owners)
-    outputs = [records[m][0][1] for m in modules]
-    root = log_probs.detach().exp().sqrt()
-    classes = log_probs.shape[1]
-    per_class = []  # one backward per class through the shared graph (batched backward measured no faster)
-    for c in range(classes):
-        weights = torch.zeros_like(root)
-        weights[:, c] = root[:, c]
-        per_class.append(
-            torch.autograd.grad(log_probs, outputs, weights, retain_graph=c < classes - 1, allow_unused=True)
-        )
-    seen = {}
-    for i, m in enumerate(modules):
-        grads = [g[i] if g[i] is not None else torch.zeros_like(outputs[i]) for g in per_class]
-        seen[m] = (records[m][0][0], torch.stack(grads))
-    return seen
+    def true_fisher(p: dict[str, Tensor], v: Tensor) -> dict[str, Tensor]:
+        probs = log_probs(p, v).exp().detach()
+        jac = jacrev(log_probs)(p, v)  # name -> [classes, *shape]
+        return {n: torch.einsum("c,c...->...", probs, j.square()) for n, j in jac.items()}
+
+    def label_fisher(p: dict[str, Tensor], v: Tensor, label: Tensor) -> dict[str, Tensor]:
+        g = grad(lambda q: log_probs(q, v)[label])(p)
+        return {n: g_n.square() for n, g_n in g.items()}
+
+    if y is None:
+        parts = vmap(true_fisher, in_dims=(None, 0))(params, x)
+    else:
+        parts = vmap(label_fisher, in_dims=(None, 0, 0))(params, x, y)
+    return {n: v.sum(0) for n, v in parts.items()}
 
 
-def _positions(module: nn.Module, a: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor] | None:
-    """(a [N, S, in], δ [C, N, S, out]) where `module` is y_s = W a_s (+ b) at every position s, else None."""
-    if isinstance(module, nn.Linear):
-        return a.reshape(a.shape[0], -1, a.shape[-1]), deltas.reshape(*deltas.shape[:2], -1, deltas.shape[-1])
-    one_by_one = isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
-    if (
-        one_by_one and tuple(module.stride) == (1, 1) and a.shape[-2:] == deltas.shape[-2:]
-    ):  # same size: no padding
-        return a.flatten(2).transpose(1, 2), deltas.flatten(3).transpose(2, 3)
-    return None
+# --------------------------------------------------------------------------------------------------------------------
+# op by op: record every use of every parameter in one forward pass; a parameter whose one use is the weight or bias
+# of a linear layer, a convolution or a layer norm has a per-example gradient that is a function of that op's (a, δ)
+# --------------------------------------------------------------------------------------------------------------------
 
 
-def _module_fisher(module: nn.Module, local: list[str], a: Tensor, deltas: Tensor) -> dict[str, Tensor]:
-    """Σ over classes and examples of each local parameter's squared per-example gradient (δ carries √p_c)."""
-    classes = deltas.shape[0]
-    flat = _positions(module, a, deltas)
-    if flat is not None and set(local) <= {"weight", "bias"}:
-        x, d = flat  # [N, S, in], [C, N, S, out]
-        positions = x.shape[1]
-        if positions * (positions + 1) // 2 <= classes * positions:  # cheaper than per-example gradients
-            out = {}
-            if "weight" in local:
-                weight = 0
-                for s in range(positions):
-                    for t in range(s, positions):
-                        pair = (d[:, :, s] * d[:, :, t]).sum(0).T @ (x[:, s] * x[:, t])
-                        weight = weight + (pair if s == t else 2 * pair)
-                out["weight"] = weight.reshape(module.weight.shape)
-            if "bias" in local:
-                out["bias"] = d.sum(2).square().sum((0, 1))
+@dataclass
+class _Op:
+    kind: str  # "linear", "conv2d" or "layer_norm"
+    input: Tensor
+    version: int  # the input's version counter when recorded: an in-place change after would void it
+    output: Tensor  # the tensor δ is taken at; the program goes on with a clone, so no in-place op reaches it
+    roles: dict[str, str]  # parameter name -> "weight" or "bias"
+    options: dict  # stride, padding, dilation, groups / normalized_shape, eps
+
+
+@dataclass
+class _Trace:
+    logits: Tensor
+    ops: list[_Op]
+    uses: Counter  # parameter name -> number of operations that took it as an argument
+    opaque: set = field(default_factory=set)  # parameters some use of which has no closed form
+
+    def proven(self) -> dict[str, str]:
+        """Parameter name -> the kind of its op, for each parameter whose only use is one closed-form op."""
+        return {
+            n: op.kind
+            for op in self.ops
+            if op.input._version == op.version
+            for n in op.roles
+            if self.uses[n] == 1 and n not in self.opaque
+        }
+
+    def signature(self, examples: int) -> list | None:
+        """Each op's kind, roles and shapes without dim 0, or None where some dim 0 is not `examples` long."""
+        rows = []
+        for op in self.ops:
+            if op.input.shape[0] != examples or op.output.shape[0] != examples:
+                return None
+            rows.append((op.kind, op.roles, op.input.shape[1:], op.output.shape[1:]))
+        return [rows, sorted(self.uses.items()), sorted(self.opaque)]
+
+
+class _Recorder(TorchFunctionMode):
+    """Sees every torch call of a forward pass; records the ones that take a tracked parameter."""
+
+    def __init__(self, names: dict[int, str]):
+        super().__init__()
+        self.names, self.ops, self.uses, self.opaque = names, [], Counter(), set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        found = [self.names[id(t)] for t in tree_leaves((args, kwargs)) if id(t) in self.names]
+        if not found or not any(isinstance(t, Tensor) and t.is_floating_point() for t in tree_leaves(out)):
+            return out  # a shape, a dtype, a comparison: nothing a gradient flows through
+        self.uses.update(found)
+        op = _closed_form_op(func, args, kwargs, self.names)
+        if op is None or not isinstance(out, Tensor):
+            self.opaque.update(found)
             return out
-    params = {k: getattr(module, k).detach() for k in local}
+        if not out.requires_grad:  # nothing before it is tracked: make it a leaf that δ can be taken at
+            out.requires_grad_()
+        kind, bound, roles, options = op
+        self.ops.append(_Op(kind, bound["input"], bound["input"]._version, out, roles, options))
+        return out.clone()
 
-    def one(x: Tensor, delta: Tensor) -> dict[str, Tensor]:
-        _, pull = vjp(lambda q: functional_call(module, q, (x.unsqueeze(0),)), params)
-        return pull(delta.unsqueeze(0))[0]
 
-    grads = vmap(vmap(one), in_dims=(None, 0))(a, deltas)  # name -> [C, N, *shape]
-    return {k: g.square().sum((0, 1)) for k, g in grads.items()}
+def _closed_form_op(func, args, kwargs, names: dict[int, str]) -> tuple[str, dict, dict, dict] | None:
+    """(kind, bound arguments, parameter name -> role, options) where `func` is a closed-form op whose only tracked
+    arguments are its weight and bias, else None."""
+    if func not in _SIGNATURES:
+        return None
+    kind, order, defaults = _SIGNATURES[func]
+    if len(args) > len(order):
+        return None
+    bound = {**defaults, **dict(zip(order, args, strict=False)), **kwargs}
+    if not isinstance(bound.get("input"), Tensor) or set(bound) != set(order):
+        return None
+    roles = {names[id(bound[r])]: r for r in ("weight", "bias") if id(bound[r]) in names}
+    others = [v for k, v in bound.items() if k not in roles.values()]
+    if any(id(t) in names for t in tree_leaves(others)):
+        return None
+    options = {k: v for k, v in bound.items() if k not in ("input", "weight", "bias")}
+    if kind == "conv2d":
+        if bound["input"].ndim != 4 or isinstance(options["padding"], str) and options["padding"] != "valid":
+            return None  # unbatched input, or "same" padding (F.unfold needs it as numbers)
+        options["padding"] = 0 if options["padding"] == "valid" else options["padding"]
+        options["kernel_size"] = tuple(bound["weight"].shape[2:])
+    if kind != "layer_norm":
+        options["weight_shape"] = tuple(bound["weight"].shape)
+    return kind, bound, roles, options
+
+
+def _trace(
+    model: nn.Module,
+    values: dict[str, Tensor],
+    params: dict[str, Tensor],
+    x: Tensor,
+    head: Callable | None = None,
+) -> _Trace:
+    """One forward pass of `model` (then `head`) with `values` in it, recording every use of a tensor of `params`."""
+    recorder = _Recorder({id(p): n for n, p in params.items()})
+    with torch.enable_grad(), recorder:
+        logits = functional_call(model, values, (x,), tie_weights=False)
+        logits = logits if head is None else head(logits)
+    return _Trace(logits, recorder.ops, recorder.uses, recorder.opaque)
+
+
+def _checked_trace(
+    model: nn.Module,
+    values: dict[str, Tensor],
+    params: dict[str, Tensor],
+    x: Tensor,
+    head: Callable | None,
+    one: list | None,
+) -> tuple[_Trace | None, list | None]:
+    """The trace of a forward pass on x, and `one`, the signature of a pass on one example (made if None); the trace
+    is None where op by op cannot hold for any parameter: BatchNorm in training mode (batch statistics couple the
+    examples), or ops whose dim 0 does not follow the number of examples as the one-example pass shows."""
+    if any(isinstance(m, _BatchNorm) and m.training for m in model.modules()):
+        return None, one
+    trace = _trace(model, values, params, x, head)
+    if one is None:
+        one = _trace(model, values, params, x[:1], head).signature(1)
+    return (trace if trace.signature(len(x)) == one else None), one
+
+
+def _op_fisher(trace: _Trace, y: Tensor | None) -> dict[str, Tensor]:
+    """Σ over the chunk's examples of the squared per-example gradient of each proven parameter.
+
+    One backward per class c of √p_c · log p_c (or one of log p_y), all sharing the recorded forward pass, gives
+    δ [K, N, ...] at each op's output; each op then turns (a, δ) into Σ_{k,n} g_kn²."""
+    proven = trace.proven()
+    ops = [op for op in trace.ops if any(n in proven for n in op.roles)]
+    if not ops:
+        return {}
+    log_probs = torch.log_softmax(trace.logits, dim=-1)
+    if y is None:
+        root = log_probs.detach().exp().sqrt()
+        eye = torch.eye(root.shape[1], dtype=root.dtype, device=root.device)
+        weights = [root * eye[c] for c in range(root.shape[1])]
+    else:
+        weights = [F.one_hot(y, log_probs.shape[1]).to(log_probs)]
+    outputs = [op.output for op in ops]
+    per_class = [
+        torch.autograd.grad(log_probs, outputs, w, retain_graph=k < len(weights) - 1, allow_unused=True)
+        for k, w in enumerate(weights)
+    ]  # one backward per class through the shared graph (a batched backward measured no faster)
+    out = {}
+    for i, op in enumerate(ops):
+        deltas = torch.stack([g[i] if g[i] is not None else torch.zeros_like(outputs[i]) for g in per_class])
+        for role, value in _squared_gradients(op, deltas.detach()).items():
+            name = next(n for n, r in op.roles.items() if r == role)
+            if name in proven:
+                out[name] = value
+    return out
+
+
+def _squared_gradients(op: _Op, deltas: Tensor) -> dict[str, Tensor]:
+    """Role -> Σ_{k,n} (per-example gradient)² of the op's weight / bias, from its input and δ [K, N, *out]."""
+    a, roles = op.input.detach(), set(op.roles.values())
+    classes, examples = deltas.shape[:2]
+    if op.kind == "layer_norm":
+        dims = len(op.options["normalized_shape"])
+        normal = F.layer_norm(a, op.options["normalized_shape"], None, None, op.options["eps"])
+        size = normal.shape[a.ndim - dims :]
+        d = deltas.reshape(classes, examples, -1, size.numel())
+        out = {}
+        if "weight" in roles:
+            g = (d * normal.reshape(1, examples, -1, size.numel())).sum(2)
+            out["weight"] = g.square().sum((0, 1)).reshape(size)
+        if "bias" in roles:
+            out["bias"] = d.sum(2).square().sum((0, 1)).reshape(size)
+        return out
+    if op.kind == "linear":
+        x = a.reshape(examples, 1, -1, a.shape[-1])  # [N, G=1, S, in]
+        d = deltas.reshape(classes, examples, 1, -1, deltas.shape[-1])  # [K, N, G=1, S, out]
+    else:  # conv2d: a linear map of each unfolded patch, per group of channels
+        o, groups = op.options, op.options["groups"]
+        if o["kernel_size"] == (1, 1) and o["stride"] in (1, (1, 1)) and o["padding"] in (0, (0, 0)):
+            patches = a.flatten(2)  # [N, in, S]: a 1×1 convolution's patches are its input
+        else:
+            patches = F.unfold(a, o["kernel_size"], o["dilation"], o["padding"], o["stride"])
+        x = patches.reshape(examples, groups, -1, patches.shape[-1]).transpose(2, 3)  # [N, G, S, in/G·kh·kw]
+        d = deltas.reshape(classes, examples, groups, deltas.shape[2] // groups, -1).transpose(3, 4)
+    out = {}
+    if "weight" in roles:
+        out["weight"] = _weight_squares(d, x).reshape(op.options["weight_shape"])
+    if "bias" in roles:
+        out["bias"] = d.sum(3).square().sum((0, 1)).reshape(-1)
+    return out
+
+
+def _weight_squares(d: Tensor, x: Tensor) -> Tensor:
+    """Σ_{k,n} (Σ_s δ_kns a_nsᵀ)² per group, d [K, N, G, S, out], x [N, G, S, in] -> [G, out, in], by the cheaper of:
+
+    - pairs of positions: Σ_{s≤t} (2 −[s=t]) (Σ_k δ_s ⊙ δ_t)ᵀ (a_s ⊙ a_t) — S(S+1)/2 products [out, N]·[N, in];
+    - per-example gradients: K·N products [out, S]·[S, in], then written out and squared (memory-bound): measured
+      to cost about K·(S + PER_EXAMPLE_OVERHEAD) pair products (benchmarks/RESULTS.md, "Fisher routes").
+    """
+    classes, examples, groups, positions, _ = d.shape
+    if positions * (positions + 1) // 2 <= classes * (positions + PER_EXAMPLE_OVERHEAD):
+        total = 0
+        for s in range(positions):
+            for t in range(s, positions):
+                left = (d[:, :, :, s] * d[:, :, :, t]).sum(0).permute(1, 2, 0)  # [G, out, N]
+                pair = left @ (x[:, :, s] * x[:, :, t]).transpose(0, 1)  # [G, out, in]
+                total = total + (pair if s == t else 2 * pair)
+        return total
+    per_example = classes * groups * d.shape[-1] * x.shape[-1]
+    step = max(1, PER_EXAMPLE_NUMBERS // per_example)
+    total = 0
+    for n in range(0, examples, step):
+        left = d[:, n : n + step].permute(1, 2, 0, 4, 3)  # [n, G, K, out, S]
+        g = left @ x[n : n + step].unsqueeze(2)  # [n, G, K, out, in]
+        total = total + g.square().sum((0, 2))
+    return total

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import UserError
 
@@ -68,6 +68,18 @@ def head_logits(
     Differentiable in `embeddings` (fine-tuning backpropagates through it); the head itself stays fixed.
     """
     return scale * _centered_unit(embeddings, center) @ head.to(embeddings).T
+
+
+class TaskLogits(nn.Module):
+    """The backbone's top followed by a task's frozen head: trunk features -> logits, as fine-tuning sees them."""
+
+    def __init__(self, top: nn.Module, head: Tensor, scale: float, center: Tensor | None):
+        super().__init__()
+        self.top, self.scale, self.center = top, scale, center
+        self.register_buffer("head", head)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return head_logits(self.top(x), self.head, self.scale, self.center)
 
 
 TEMPLATES: dict[str, tuple[str, ...]] = {

@@ -39,7 +39,7 @@ from .checkpoints import latest_checkpoint, save_checkpoint
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
 from .finetune import ewc_penalty, fine_tune
-from .fisher import KINDS, functional_diagonal_fisher
+from .fisher import KINDS, diagonal_fisher
 from .heads import head_logits, prototype_head, templates_for, zero_shot_text_head
 from .linearize import forward_fn
 from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
@@ -484,9 +484,9 @@ def _train_task(
     if fisher:
         subset = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
         subset = subset[: config.fisher_examples]
-        information = functional_diagonal_fisher(
-            lambda p, x: classify(task_forward(p, x)), result.params, features[subset], index[labels][subset],
-            config.fisher_kind, chunk_size=16, seed=seed,
+        information = diagonal_fisher(  # the fisher and ewc methods fine-tune standard (pre=False): a module
+            prep.backbone.top, features[subset], index[labels][subset], config.fisher_kind, params=result.params,
+            constants=bias, head=classify, chunk_size=16, seed=seed,
         )  # fmt: skip
     return TaskModel(
         {**result.params, **bias}, result.second_moment, result.steps, result.beta2, information

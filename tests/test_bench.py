@@ -1,4 +1,4 @@
-"""The measurements of bench.py: the layer-wise true Fisher against a per-example loop, bytes carried constant in T,
+"""The measurements of bench.py: the op-by-op true Fisher against a per-example loop, bytes carried constant in T,
 a warm feature cache that never runs the trunk. Nothing here asserts a wall time."""
 
 import copy
@@ -9,11 +9,12 @@ from conftest import small_config
 from torch import nn
 
 from holomerge_lab import bench
-from holomerge_lab.fisher import diagonal_fisher, functional_diagonal_fisher, layerwise_true_fisher
+from holomerge_lab import fisher as fisher_module
+from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 
 
 def conv_model(seed: int) -> nn.Module:
-    """1×1 convolutions (closed form), a padded depthwise convolution and BatchNorm (vjp route), an in-place ReLU6."""
+    """1×1 convolutions, a padded depthwise convolution (all closed form), frozen BatchNorm, an in-place ReLU6."""
     torch.manual_seed(seed)
     bn = nn.BatchNorm2d(5)
     bn.running_mean.normal_()
@@ -32,34 +33,37 @@ def assert_equal_fishers(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[n], b[n], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("size", [2, 4])  # 2×2: pairs of positions; 4×4: per-example gradients are cheaper
-def test_layerwise_true_fisher_equals_a_per_example_loop(size):
+@pytest.mark.parametrize("overhead", [-(10**6), 10**6])  # forces per-example gradients (in pieces) / pairs
+@pytest.mark.parametrize("size", [2, 4])
+def test_op_by_op_true_fisher_equals_a_per_example_loop(size, overhead, monkeypatch):
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_OVERHEAD", overhead)
+    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_NUMBERS", 64)  # a few examples at a time
     model = conv_model(size)
     x = torch.randn(13, 3, size, size, dtype=torch.float64)
     model(x)  # materialise the lazy layer
-    fisher = layerwise_true_fisher(model, x, chunk_size=5)
-    assert fisher is not None
+    assert set(exact_routes(model, x).values()) == {"conv2d", "linear"}
+    fisher = diagonal_fisher(model, x, chunk_size=5)
     assert_equal_fishers(fisher, bench.fisher_by_loop(model, x))
-    assert_equal_fishers(diagonal_fisher(model, x), fisher)  # the default route
 
 
-def test_layerwise_true_fisher_on_linear_layers_over_positions():
+def test_op_by_op_true_fisher_on_linear_layers_over_positions():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Flatten(), nn.Linear(12, 3)).double()
     x = torch.randn(9, 2, 4, dtype=torch.float64)  # two positions per example through the first layer
-    assert_equal_fishers(layerwise_true_fisher(model, x, chunk_size=4), bench.fisher_by_loop(model, x))
+    assert set(exact_routes(model, x).values()) == {"linear"}
+    assert_equal_fishers(diagonal_fisher(model, x, chunk_size=4), bench.fisher_by_loop(model, x))
 
 
-def test_falls_back_where_layerwise_is_not_exact():
+def test_falls_back_where_op_by_op_is_not_exact():
     torch.manual_seed(2)
     layer = nn.Linear(3, 3).double()
     shared = nn.Sequential(layer, nn.Tanh(), layer)  # one module run twice
     x = torch.randn(6, 3, dtype=torch.float64)
-    assert layerwise_true_fisher(shared, x) is None
-    expected = bench.fisher_by_loop(shared, x)  # first: functional_call leaves a tied module detached
-    assert_equal_fishers(diagonal_fisher(shared, x), expected)
+    assert set(exact_routes(shared, x).values()) == {"per-example"}
+    assert_equal_fishers(diagonal_fisher(shared, x), bench.fisher_by_loop(shared, x))
+    assert all(type(p) is nn.Parameter for p in shared.parameters())  # the model is left as it was
     training = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double().train()
-    assert layerwise_true_fisher(training, x) is None  # batch statistics couple the examples
+    assert set(exact_routes(training, x).values()) == {"per-example"}  # batch statistics couple the examples
 
 
 def test_true_fisher_of_the_embedded_top_equals_the_loop(small_prepared):

@@ -1,11 +1,16 @@
 """The diagonal Fisher and Adam's v against independent computations."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from holomerge_lab import fisher as fisher_module
+from holomerge_lab import pipeline
 from holomerge_lab.finetune import bias_corrected, fine_tune
-from holomerge_lab.fisher import diagonal_fisher
+from holomerge_lab.fisher import KINDS, diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.linearize import forward_fn
 
 
@@ -126,3 +131,32 @@ def test_adam_second_moment_equals_a_hand_computed_ema():
     corrected = bias_corrected(result.second_moment, beta2, steps)
     for n in v:
         torch.testing.assert_close(corrected[n], v[n] / (1 - beta2**steps))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pipeline_fisher_equals_the_per_example_route(small_prepared, kind, monkeypatch):
+    """The fisher / ewc methods' Fisher (op by op through the top and the frozen head, never per example) against
+    the reference route on the same fine-tuned parameters and the same seeded subsample."""
+    prep = small_prepared
+    config = dataclasses.replace(prep.config, method="fisher", fisher_kind=kind, fisher_examples=12).resolve()
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the pipeline's Fisher took the per-example route")
+
+    with tqdm(disable=True) as bar, monkeypatch.context() as patch:
+        patch.setattr(fisher_module, "_per_example_fisher", refused)
+        task, _ = pipeline._train_task(prep, config, forward, prep.theta0, 1, bar, 7, fisher=True)
+    logits, inputs, rows = pipeline.task_objective(prep, 1, tangent=False)
+    subset = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(7))[:12]
+    trained = {n: task.params[n] for n in task.fisher}
+    assert set(trained) == set(prep.backbone.trainable)
+    bias = {prep.backbone.bias: prep.theta0[prep.backbone.bias]}
+    routes = exact_routes(prep.backbone.top, inputs[subset], params=trained, constants=bias)
+    assert set(routes.values()) == {"conv2d"}
+    expected = functional_diagonal_fisher(
+        logits, trained, inputs[subset], rows[subset], kind, chunk_size=16, seed=7
+    )
+    largest = max(float(v.abs().max()) for v in expected.values())
+    for n in expected:
+        torch.testing.assert_close(task.fisher[n], expected[n], rtol=1e-4, atol=1e-6 * largest)
