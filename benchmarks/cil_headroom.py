@@ -57,7 +57,14 @@ def summary(rows: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = seeded_search.parser(__doc__)
     parser.add_argument("--only", nargs="+", help="candidate names (default: all)")
+    parser.add_argument(
+        "--import-runs", nargs=2, metavar=("CANDIDATE", "DIR"),
+        help="take CANDIDATE's zero-shot / individual / joint runs from a `compare --out DIR` folder with the "
+        "same settings (e.g. the README's evidence runs) instead of running them again",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.import_runs:
+        seeded_search.import_runs(args.import_runs[0], Path(args.import_runs[1]), METHODS, RESULTS)
     chosen = {n: c for n, c in CANDIDATES.items() if not args.only or n in args.only}
     rows = seeded_search.run_search(chosen, METHODS, args.seeds, RESULTS, workers=args.workers)
     seeded_search.write_markdown(summary(rows), HERE / "cil_headroom.md")

@@ -21,6 +21,14 @@ def load(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def _row(candidate: str, method: str, run: dict, config: dict) -> dict:
+    return {
+        "candidate": candidate, "method": method, "seed": run["seed"], "acc": run["acc"],
+        "joint_accuracy": run["joint_accuracy"][-1], "bwt": run["bwt"], "acc_matrix": run["acc_matrix"],
+        "seconds": run["seconds"], "config": config,
+    }  # fmt: skip
+
+
 def run_search(
     candidates: Mapping[str, dict],
     methods: Sequence[str | dict],
@@ -49,14 +57,30 @@ def run_search(
         part = todo[i : i + batch]
         results = sweep([c for *_, c in part], workers=workers)
         for (name, label, config), r in zip(part, results, strict=True):
-            rows.append({
-                "candidate": name, "method": label, "seed": config.seed, "acc": r["acc"],
-                "joint_accuracy": r["joint_accuracy"][-1], "bwt": r["bwt"], "acc_matrix": r["acc_matrix"],
-                "seconds": r["seconds"], "config": {k: v for k, v in vars(config).items() if v is not None},
-            })  # fmt: skip
+            rows.append(_row(name, label, r, {k: v for k, v in vars(config).items() if v is not None}))
         path.write_text(json.dumps(rows, indent=1))
         print(f"{i + len(part)}/{len(todo)} runs", file=sys.stderr, flush=True)
     return rows
+
+
+def import_runs(candidate: str, folder: Path, methods: Sequence[str], path: Path) -> int:
+    """Add the runs of `methods` saved in a `compare --out` folder to `path` as `candidate`'s rows (those not there
+    yet); returns how many were added."""
+    rows = load(path)
+    done = {(r["candidate"], r["method"], r["seed"]) for r in rows}
+    added = 0
+    for file in sorted(folder.glob("*.json")):
+        r = json.loads(file.read_text())
+        if (
+            not isinstance(r, dict)
+            or r.get("label") not in methods
+            or (candidate, r["label"], r["seed"]) in done
+        ):
+            continue
+        rows.append({**_row(candidate, r["label"], r, r["config"]), "imported_from": str(file)})
+        added += 1
+    path.write_text(json.dumps(rows, indent=1))
+    return added
 
 
 def by_seed(rows: Sequence[dict], candidate: str, method: str, key: str = "acc") -> dict[int, float]:
