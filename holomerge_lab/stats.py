@@ -62,9 +62,12 @@ class Effect:
 
     @property
     def verdict(self) -> str:
-        """Whether the interval excludes 0: 'a > b', 'a < b', 'unclear' (it spans 0); one seed is a preview."""
+        """Whether the interval excludes 0: 'a > b', 'a < b', 'unclear' (it spans 0), or no difference at all;
+        one seed is a preview."""
         if self.interval.n < 2:
             return "one seed: a preview"
+        if self.positive == self.negative == 0:
+            return "identical on every seed"
         if self.interval.low > 0:
             return "a > b"
         if self.interval.high < 0:
