@@ -46,21 +46,22 @@ def accuracy_matrix_figure(result: RunResult) -> go.Figure:
         )
     )  # fmt: skip
     figure.update_layout(
-        title=f"{result.label} on {result.stream}: ACC {result.acc:.3f}, BWT {result.bwt:+.3f}",
+        title=f"{result.label} on {result.stream}: ACC {result.acc_task_mean:.3f} (task mean), "
+        f"{result.acc_pooled:.3f} (pooled), BWT {result.bwt:+.3f}",
         yaxis=dict(autorange="reversed"), width=420 + 20 * n, height=360 + 20 * n, margin=dict(t=60),
     )  # fmt: skip
     return figure
 
 
 def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
-    """Final average accuracy per method (bars), with the joint-test accuracy as markers."""
+    """Final accuracy per method: mean over tasks (bars) and pooled over every seen test image (markers)."""
     labels = [r.label for r in results]
     figure = go.Figure(
         [
-            go.Bar(x=labels, y=[r.acc for r in results], name="ACC (mean over tasks)",
-                   text=[f"{r.acc:.3f}" for r in results], textposition="outside"),
-            go.Scatter(x=labels, y=[r.joint_accuracy[-1] for r in results], mode="markers",
-                       name="joint test accuracy", marker=dict(symbol="diamond", size=10, color="black")),
+            go.Bar(x=labels, y=[r.acc_task_mean for r in results], name="ACC (task mean)",
+                   text=[f"{r.acc_task_mean:.3f}" for r in results], textposition="outside"),
+            go.Scatter(x=labels, y=[r.acc_pooled for r in results], mode="markers",
+                       name="ACC (pooled over test images)", marker=dict(symbol="diamond", size=10, color="black")),
         ]
     )  # fmt: skip
     stream = results[0].stream if results else ""
@@ -68,15 +69,26 @@ def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
     return figure
 
 
+# What each column of `results_table` means (metrics.py has the formulas); the report prints it under the table.
+METRIC_DEFINITIONS = {
+    "ACC (task mean)": "final accuracy, the unweighted mean over tasks of each task's accuracy",
+    "ACC (pooled)": "final accuracy on all seen test images together (the authors' and Avalanche's)",
+    "BWT": "mean over old tasks of final minus just-learned accuracy",
+    "forgetting (max)": "mean over old tasks of best earlier minus final accuracy (Chaudhry et al.)",
+    "forgetting (since learned)": "mean over old tasks of just-learned minus final accuracy (Avalanche's)",
+}
+
+
 def results_table(results: Sequence[RunResult]) -> list[dict]:
-    """One row per run: the numbers the CLI prints and the report shows."""
+    """One row per run: the numbers the CLI prints and the report shows (columns: METRIC_DEFINITIONS)."""
     return [
         {
             "method": r.label,
-            "ACC": round(r.acc, 4),
+            "ACC (task mean)": round(r.acc_task_mean, 4),
+            "ACC (pooled)": round(r.acc_pooled, 4),
             "BWT": round(r.bwt, 4),
-            "forgetting": round(r.forgetting, 4),
-            "joint acc": round(r.joint_accuracy[-1], 4),
+            "forgetting (max)": round(r.forgetting, 4),
+            "forgetting (since learned)": round(r.forgetting_since_learned, 4),
             "bytes carried": r.state_bytes[-1],
             "Θ(1)?": "yes" if len(set(r.state_bytes)) == 1 else "no",  # constant across tasks, as measured
             "seconds": round(r.seconds, 1),
@@ -112,6 +124,9 @@ def write_report(results: Sequence[RunResult], path: str | Path, *, command: str
     """One self-contained HTML file (plotly.js inline, no CDN): the table, the comparison, each accuracy matrix."""
     path = Path(path)
     table = html_table(results_table(results))
+    definitions = "".join(
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(meaning)}</dd>" for name, meaning in METRIC_DEFINITIONS.items()
+    )
     figures = [comparison_figure(results), *(accuracy_matrix_figure(r) for r in results)]
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
     stream = html.escape(results[0].stream) if results else ""
@@ -122,6 +137,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 <body><h1>holomerge_lab: {stream}</h1>
 <p>Reproduce: <code>{html.escape(command)}</code></p>
 {table}
+<dl>{definitions}</dl>
 {"".join(parts)}
 </body></html>
 """
@@ -134,7 +150,7 @@ def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> 
     """Every run's accuracy matrix side by side, one colour scale: where forgetting happens, per method."""
     rows = -(-len(results) // columns)
     figure = make_subplots(
-        rows=rows, cols=columns, subplot_titles=[f"{r.label}: {r.acc:.2f}" for r in results]
+        rows=rows, cols=columns, subplot_titles=[f"{r.label}: {r.acc_task_mean:.2f}" for r in results]
     )
     for i, r in enumerate(results):
         n = len(r.acc_matrix)
