@@ -52,6 +52,7 @@ METHODS: dict[str, tuple[str | None, str]] = {
     "individual": (None, "pretrained"),
     "joint": (None, "pretrained"),
     "ties": ("ties", "pretrained"),
+    "ties-store-all": ("ties-store-all", "pretrained"),
     "magmax": ("magmax", "previous"),
     "fisher": ("fisher", "pretrained"),
     "opcm": ("opcm", "pretrained"),
@@ -96,8 +97,8 @@ class RunConfig:
     download: bool = False  # let torchvision fetch CIFAR-100 into data_root
     device: str = "auto"  # "auto": CUDA when available, else CPU
     precision: str | None = None  # "auto" (bf16 on a CUDA GPU that has it), "fp32", "bf16", "fp16"
-    alpha: float | None = None  # weight of the new task in a merge
-    scale: float = 0.3  # λ of task arithmetic
+    alpha: float | None = None  # weight of the new task in a merge (None: the preset's, else MergeSettings')
+    scale: float = MergeSettings.scale  # λ of task arithmetic
     variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
     eps: float = 1e-12  # ε of the clean variant
     start: str | None = None  # "merged" / "pretrained"; None: the method's own
@@ -117,10 +118,10 @@ class RunConfig:
     align_loss: str | None = None  # "mse", "l1", "cosine"
     align_steps: int | None = None  # None: one pass over the task's data
     align_lr: float | None = None
-    top_k: float = 0.2  # TIES: fraction of each task vector kept
-    ties_scale: float = 1.0  # TIES: λ on the disjoint mean
-    magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector
-    opcm_alpha: float = 0.5  # OPCM: singular-value mass of the kept subspace
+    top_k: float = MergeSettings.top_k  # TIES: fraction of each task vector kept
+    ties_scale: float | None = None  # TIES: λ (None: each TIES rule's own, merging.TIES_SCALES)
+    magmax_scale: float = MergeSettings.magmax_scale  # MagMax: λ on the max-magnitude task vector
+    opcm_alpha: float = MergeSettings.opcm_alpha  # OPCM: singular-value mass of the kept subspace
     fisher_kind: str = "true"  # Fisher of the fisher and ewc methods: "true", "sampled" or "empirical"
     fisher_examples: int = 256  # training examples (a seeded subsample) the Fisher is averaged over
     ewc_strength: float = 100.0  # λ of the EWC penalty
@@ -133,7 +134,7 @@ class RunConfig:
         check_choice("stream", self.stream, STREAMS)
         check_choice("variant", self.variant, ("faithful", "clean"))
         defaults = dict(
-            seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
+            seed=0, alpha=MergeSettings.alpha, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
             align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3,
         )  # fmt: skip
         filled = {k: v for k, v in {**defaults, **PRESETS[self.preset]}.items() if getattr(self, k) is None}
