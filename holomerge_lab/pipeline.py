@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 import typing
 import warnings
@@ -26,7 +27,15 @@ from tqdm.auto import tqdm
 from . import metrics
 from .align import LOSSES as ALIGNMENT_LOSSES
 from .align import align
-from .backbones import PRECISIONS, Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
+from .backbones import (
+    PRECISIONS,
+    Backbone,
+    autocast_dtype,
+    build_backbone,
+    check_checkpoint_file,
+    resolve_device,
+    trunk_features,
+)
 from .checkpoints import latest_checkpoint, save_checkpoint
 from .data import STREAMS, TaskStream, build_stream
 from .errors import UserError, check_choice
@@ -168,6 +177,8 @@ class RunConfig:
                 raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
         if config.steps is None and config.epochs is None:
             raise UserError("set steps (per task) or epochs")
+        if config.pretrained is not None and os.path.isfile(os.path.expanduser(config.pretrained)):
+            check_checkpoint_file(os.path.expanduser(config.pretrained))  # now, not after the data is loaded
         return config
 
     @property
