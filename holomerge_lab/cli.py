@@ -6,14 +6,23 @@ Bad input ends with one line on stderr, naming what is valid, and exit code 2; n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import shlex
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .errors import UserError
+
+# Written into --out before a run starts: the command and every setting, so that `--resume DIR` alone continues it
+SETTINGS_FILE = "run-settings.json"
+# Options that say where and how to report, not what to run: they may differ between a run and its resumption
+OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,8 +74,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument(
-        "--resume", type=Path, metavar="DIR", help="continue an interrupted run whose --out was DIR"
-    )
+        "--resume", type=Path, metavar="DIR",
+        help="continue the interrupted run whose --out was DIR, with its saved settings",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object per run on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -104,7 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100])
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds per ratio")
+    parser.commands = commands.choices
     return parser
+
+
+def _typed(argv: Sequence[str]) -> dict:
+    """The options typed on the command line, without the defaults argparse fills in."""
+    parser = build_parser()
+    command = build_parser().parse_args(argv).command
+    for action in parser.commands[command]._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
 
 
 def _config(args: argparse.Namespace):
@@ -129,23 +149,115 @@ def _claim(out: Path, names: Sequence[str], force: bool) -> None:
 
 
 def _stem(label: str) -> str:
-    return label.replace(" ", "_")
+    """An ASCII file name for a row label: "holistic −pre−during" -> "holistic-no-pre-no-during"."""
+    return label.replace(" −", "-no-").replace("−", "-no-").replace(" ", "_")
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[None]:
+    """Make sure --out is a folder this process can write, before any work, and hold it for this run alone.
+
+    A folder this makes is removed again if the run ends with nothing in it. Another run writing the same folder
+    holds an exclusive lock on it (flock, released by the kernel even when a run is killed)."""
+    out = Path(os.path.abspath(out))
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())
+    except OSError as e:  # a folder on the way that this user may not enter
+        raise UserError(f"cannot write into --out {out} ({e.strerror}); choose a folder you can write") from None
+    if not existing.is_dir():
+        what = f"--out {out} is a file" if existing == out else f"--out {out} cannot be made: {existing} is a file"
+        raise UserError(f"{what}, not a folder; choose a folder for the results")
+    created = [p for p in (out, *out.parents) if not p.exists()][::-1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+        lock = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        _remove_empty(created)
+        raise UserError(f"cannot write into --out {out} ({e.strerror}); choose a folder you can write") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise UserError(
+            f"another holomerge-lab run is writing into {out} right now; wait for it, or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(lock)
+        _remove_empty(created)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run made, innermost first, as long as they are empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _save(results, args: argparse.Namespace, command: str) -> None:
+    from .checkpoints import atomic_write_text
     from .viz import write_report
 
     names = [f"{_stem(r.label)}.json" for r in results]
     for name, result in zip(names, results, strict=True):
-        (args.out / name).write_text(json.dumps(result.to_json(), indent=1))
+        atomic_write_text(args.out / name, json.dumps(result.to_json(), indent=1))
     report = write_report(results, args.out / "report.html", command=command)
     print(f"wrote {len(results)} JSON file(s) and {report}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace, command: str) -> None:
+def _settings(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in OUTPUT_OPTIONS}
+
+
+def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
+    """The arguments of the run saved in --resume DIR, with this call's output options; a setting typed now that
+    contradicts the saved run is refused, naming each difference."""
+    folder = args.resume
+    if args.out is not None and args.out != folder:
+        raise UserError(f"--resume {folder} and --out {args.out} differ; a run resumes in its own folder")
+    if not folder.is_dir():
+        raise UserError(f"nothing to resume: {folder} is not a folder; --resume expects the --out of an earlier run")
+    saved_file = folder / SETTINGS_FILE
+    if not saved_file.is_file():
+        raise UserError(
+            f"nothing to resume in {folder}: it holds no holomerge-lab run (no {SETTINGS_FILE}); --resume expects "
+            "the --out folder of an earlier run"
+        )
+    try:
+        saved = json.loads(saved_file.read_text())
+        command, settings = saved["command"], saved["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{saved_file} is damaged; start the run again without --resume") from None
+    if command != args.command:
+        raise UserError(f"{folder} holds a `{command}` run; continue it with holomerge-lab {command} --resume")
+    given = _settings(argparse.Namespace(**typed))
+    saved_config = dataclasses.asdict(_config(argparse.Namespace(**settings)).resolve())
+    asked_config = dataclasses.asdict(_config(argparse.Namespace(**{**settings, **given})).resolve())
+    differences = [
+        f"{key}: the run has {saved_config[key]!r}, now {value!r}"
+        for key, value in asked_config.items()
+        if saved_config[key] != value
+    ]
+    if given.get("methods", settings.get("methods")) != settings.get("methods"):
+        differences.append(f"methods: the run has {settings.get('methods')}, now {given['methods']}")
+    if differences:
+        raise UserError(
+            f"--resume {folder} continues a run with other settings ({'; '.join(differences)}); drop those flags "
+            "to continue it as it was, or start a new run with another --out"
+        )
+    return argparse.Namespace(**{**settings, **{k: v for k, v in vars(args).items() if k in OUTPUT_OPTIONS}})
+
+
+def _run(args: argparse.Namespace, command: str, typed: dict) -> None:
+    from .checkpoints import atomic_write_text
     from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
 
+    if args.resume is not None:
+        args = _resumed(args, typed)
+        args.out = args.resume
     config = _config(args)
     if args.command == "run":
         configs = [config]
@@ -156,39 +268,33 @@ def _run(args: argparse.Namespace, command: str) -> None:
         configs = compare_configs(config, methods)
         for c in configs:
             c.resolve()
-    if args.resume is not None:
-        if args.out is not None and args.out != args.resume:
-            raise UserError(
-                f"--resume {args.resume} and --out {args.out} differ; a run resumes in its own folder"
+    with contextlib.nullcontext() if args.out is None else _output_folder(args.out):
+        if args.out is not None:
+            names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
+            if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
+                names += [f"checkpoints/{_stem(c.label)}" for c in configs] + [SETTINGS_FILE]
+            _claim(args.out, names, args.force)
+        prepared = prepare(config, progress=not args.quiet)  # data and backbone checked: now the run can start
+        if args.out is not None and args.resume is None:
+            atomic_write_text(
+                args.out / SETTINGS_FILE, json.dumps({"command": args.command, "settings": _settings(args)})
             )
-        if not args.resume.is_dir():
-            raise UserError(
-                f"nothing to resume: {args.resume} is not a folder (it is the --out of the earlier run)"
+        results = []
+        for c in configs:
+            folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
+            if folder is not None and args.force and args.resume is None and folder.exists():
+                for old in folder.glob("task-*.pt"):
+                    old.unlink()
+            results.append(
+                run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
             )
-        args.out = args.resume
-    if args.out is not None:
-        names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
-        if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
-            names += [f"checkpoints/{_stem(c.label)}" for c in configs]
-        _claim(args.out, names, args.force)
-        args.out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(config, progress=not args.quiet)
-    results = []
-    for c in configs:
-        folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
-        if folder is not None and args.force and args.resume is None and folder.exists():
-            for old in folder.glob("task-*.pt"):
-                old.unlink()
-        results.append(
-            run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
-        )
-        if args.json:
-            print(json.dumps(results[-1].to_json()), flush=True)
-    if not args.json:
-        print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
-        print(format_table(results_table(results)))
-    if args.out is not None:
-        _save(results, args, command)
+            if args.json:
+                print(json.dumps(results[-1].to_json()), flush=True)
+        if not args.json:
+            print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
+            print(format_table(results_table(results)))
+        if args.out is not None:
+            _save(results, args, command)
 
 
 def _list() -> None:
@@ -206,6 +312,7 @@ def _list() -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
+    from .checkpoints import atomic_write_text
     from .sweep import grid, parse_order, parse_stages, sweep, sweep_table
     from .viz import format_table
 
@@ -213,16 +320,16 @@ def _sweep(args: argparse.Namespace) -> None:
         _config(args), stages=[parse_stages(s) for s in args.stages], alphas=args.alphas or [None],
         seeds=args.seeds or [None], orders=[parse_order(o) for o in args.orders],
     )  # fmt: skip
-    if args.out is not None:
-        _claim(args.out, ["sweep.json"], args.force)
-    results = sweep(configs, workers=args.workers, ray_address=args.ray)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        print(format_table(sweep_table(results)))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "sweep.json").write_text(json.dumps(results, indent=1))
+    with contextlib.nullcontext() if args.out is None else _output_folder(args.out):
+        if args.out is not None:
+            _claim(args.out, ["sweep.json"], args.force)
+        results = sweep(configs, workers=args.workers, ray_address=args.ray)
+        if args.json:
+            print(json.dumps(results))
+        else:
+            print(format_table(sweep_table(results)))
+        if args.out is not None:
+            atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -252,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             _bench(args)
         else:
-            _run(args, "holomerge-lab " + shlex.join(argv))
+            _run(args, "holomerge-lab " + shlex.join(argv), _typed(argv))
     except UserError as e:
         print(f"holomerge-lab: error: {e}", file=sys.stderr)
         return 2

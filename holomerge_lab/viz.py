@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from .checkpoints import atomic_write_text
 from .pipeline import RunResult
 from .probes import AlignmentStep, AlphaCurve
 
@@ -141,9 +142,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 {"".join(parts)}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
-    return path
+    return atomic_write_text(path, document)
 
 
 def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> go.Figure:
