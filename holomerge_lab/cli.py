@@ -153,28 +153,35 @@ def _stem(label: str) -> str:
     return label.replace(" −", "-no-").replace("−", "-no-").replace(" ", "_")
 
 
+def _writable_folder(folder: Path, name: str) -> list[Path]:
+    """Make `folder` (with its missing parents) and prove this process can write in it, or raise a one-line error
+    naming `name`. Returns the folders it made, outermost first."""
+    folder = Path(os.path.abspath(folder))
+    try:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+    except OSError as e:  # a folder on the way that this user may not enter
+        raise UserError(f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write") from None
+    if not existing.is_dir():
+        what = f"{name} {folder} is a file" if existing == folder else f"{name} {folder} cannot be made: {existing} is a file"
+        raise UserError(f"{what}, not a folder; choose a folder")
+    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        _remove_empty(created)
+        raise UserError(f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write") from None
+    return created
+
+
 @contextlib.contextmanager
 def _output_folder(out: Path) -> Iterator[None]:
     """Make sure --out is a folder this process can write, before any work, and hold it for this run alone.
 
     A folder this makes is removed again if the run ends with nothing in it. Another run writing the same folder
     holds an exclusive lock on it (flock, released by the kernel even when a run is killed)."""
-    out = Path(os.path.abspath(out))
-    try:
-        existing = next(p for p in (out, *out.parents) if p.exists())
-    except OSError as e:  # a folder on the way that this user may not enter
-        raise UserError(f"cannot write into --out {out} ({e.strerror}); choose a folder you can write") from None
-    if not existing.is_dir():
-        what = f"--out {out} is a file" if existing == out else f"--out {out} cannot be made: {existing} is a file"
-        raise UserError(f"{what}, not a folder; choose a folder for the results")
-    created = [p for p in (out, *out.parents) if not p.exists()][::-1]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-        lock = os.open(out, os.O_RDONLY)
-    except OSError as e:
-        _remove_empty(created)
-        raise UserError(f"cannot write into --out {out} ({e.strerror}); choose a folder you can write") from None
+    created = _writable_folder(out, "--out")
+    lock = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -187,6 +194,13 @@ def _output_folder(out: Path) -> Iterator[None]:
     finally:
         os.close(lock)
         _remove_empty(created)
+
+
+def _check_cache() -> None:
+    """The cache (trunk features, task models) is written during the run: check its folder before any work."""
+    from .data import cache_dir
+
+    _writable_folder(cache_dir(), "the cache folder (HOLOMERGE_CACHE)")
 
 
 def _remove_empty(folders: Sequence[Path]) -> None:
@@ -274,6 +288,7 @@ def _run(args: argparse.Namespace, command: str, typed: dict) -> None:
             if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
                 names += [f"checkpoints/{_stem(c.label)}" for c in configs] + [SETTINGS_FILE]
             _claim(args.out, names, args.force)
+        _check_cache()
         prepared = prepare(config, progress=not args.quiet)  # data and backbone checked: now the run can start
         if args.out is not None and args.resume is None:
             atomic_write_text(
@@ -323,6 +338,7 @@ def _sweep(args: argparse.Namespace) -> None:
     with contextlib.nullcontext() if args.out is None else _output_folder(args.out):
         if args.out is not None:
             _claim(args.out, ["sweep.json"], args.force)
+        _check_cache()
         results = sweep(configs, workers=args.workers, ray_address=args.ray)
         if args.json:
             print(json.dumps(results))

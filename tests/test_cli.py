@@ -232,3 +232,15 @@ def test_resume_refuses_contradicting_flags_and_the_other_command(tmp_path, caps
         assert len(err.splitlines()) == 1 and expected in err, err
         assert _snapshot(out) == before
     assert main(["run", "--resume", str(out), "--seed", "0", "--stream", "split-digits", "--force"]) == 0
+
+
+@pytest.mark.parametrize("cache", ["a file", "under /proc"])
+def test_an_unusable_cache_folder_is_refused_before_any_work(cache, tmp_path, monkeypatch, capsys):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a folder\n")
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(text_file) if cache == "a file" else "/proc/holomerge-lab-cache")
+    before = _snapshot(tmp_path)
+    assert main(["run", *SMALL, "--out", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the cache folder (HOLOMERGE_CACHE)" in err and "Traceback" not in err
+    assert _snapshot(tmp_path) == before
