@@ -12,7 +12,16 @@ from conftest import small_config
 from holomerge_lab.errors import UserError
 from holomerge_lab.linearize import forward_fn
 from holomerge_lab.merging import MergeSettings
-from holomerge_lab.pipeline import DEFAULT_METHODS, METHODS, RunConfig, compare_configs, evaluate, run
+from holomerge_lab.pipeline import (
+    DEFAULT_METHODS,
+    METHODS,
+    PRESETS,
+    RunConfig,
+    compare_configs,
+    evaluate,
+    prepare,
+    run,
+)
 
 KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "bwt", "forgetting",
         "state_bytes", "seconds"}  # fmt: skip
@@ -120,3 +129,18 @@ def test_merge_defaults_are_stated_once_in_merge_settings():
     shared = ("alpha", "scale", "top_k", "ties_scale", "magmax_scale", "opcm_alpha")
     defaults = {f.name: f.default for f in dataclasses.fields(MergeSettings)}
     assert {name: getattr(config, name) for name in shared} == {name: defaults[name] for name in shared}
+
+
+def test_evaluation_batches_are_no_larger_than_a_fine_tuning_batch():
+    """A long run's peak memory must not grow with T: the joint test set of the seen tasks is evaluated in batches
+    no larger than the presets' fine-tuning batch (benchmarks/RESULTS.md §4 measures the peak itself)."""
+    prep = prepare(small_config(test_per_task=60), progress=False)
+    model = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    sizes = []
+
+    def forward(params, x):
+        sizes.append(len(x))
+        return model(params, x)
+
+    evaluate(prep, forward, prep.theta0, 2)
+    assert sum(sizes) == 180 and max(sizes) <= min(p["batch_size"] for p in PRESETS.values())
