@@ -261,10 +261,12 @@ def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
             f"--resume {folder} continues a run with other settings ({'; '.join(differences)}); drop those flags "
             "to continue it as it was, or start a new run with another --out"
         )
-    return argparse.Namespace(**{**settings, **{k: v for k, v in vars(args).items() if k in OUTPUT_OPTIONS}})
+    defaults = vars(build_parser().parse_args([command]))  # options added since the run was saved
+    output = {k: v for k, v in vars(args).items() if k in OUTPUT_OPTIONS}
+    return argparse.Namespace(**{**defaults, **settings, **output})
 
 
-def _run(args: argparse.Namespace, command: str, typed: dict) -> None:
+def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.ExitStack) -> None:
     from .checkpoints import atomic_write_text
     from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
@@ -282,34 +284,32 @@ def _run(args: argparse.Namespace, command: str, typed: dict) -> None:
         configs = compare_configs(config, methods)
         for c in configs:
             c.resolve()
-    with contextlib.nullcontext() if args.out is None else _output_folder(args.out):
-        if args.out is not None:
-            names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
-            if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
-                names += [f"checkpoints/{_stem(c.label)}" for c in configs] + [SETTINGS_FILE]
-            _claim(args.out, names, args.force)
-        _check_cache()
-        prepared = prepare(config, progress=not args.quiet)  # data and backbone checked: now the run can start
-        if args.out is not None and args.resume is None:
-            atomic_write_text(
-                args.out / SETTINGS_FILE, json.dumps({"command": args.command, "settings": _settings(args)})
-            )
-        results = []
-        for c in configs:
-            folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
-            if folder is not None and args.force and args.resume is None and folder.exists():
-                for old in folder.glob("task-*.pt"):
-                    old.unlink()
-            results.append(
-                run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
-            )
-            if args.json:
-                print(json.dumps(results[-1].to_json()), flush=True)
-        if not args.json:
-            print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
-            print(format_table(results_table(results)))
-        if args.out is not None:
-            _save(results, args, command)
+    if args.out is not None:
+        held.enter_context(_output_folder(args.out))
+        names = [f"{_stem(c.label)}.json" for c in configs] + ["report.html"]
+        if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
+            names += [f"checkpoints/{_stem(c.label)}" for c in configs] + [SETTINGS_FILE]
+        _claim(args.out, names, args.force)
+    _check_cache()
+    prepared = prepare(config, progress=not args.quiet)  # data and backbone checked: now the run can start
+    if args.out is not None and args.resume is None:
+        atomic_write_text(args.out / SETTINGS_FILE, json.dumps({"command": args.command, "settings": _settings(args)}))
+    results = []
+    for c in configs:
+        folder = None if args.out is None else args.out / "checkpoints" / _stem(c.label)
+        if folder is not None and args.force and args.resume is None and folder.exists():
+            for old in folder.glob("task-*.pt"):
+                old.unlink()
+        results.append(
+            run(c, prepared, progress=not args.quiet, checkpoints=folder, resume=args.resume is not None)
+        )
+        if args.json:
+            print(json.dumps(results[-1].to_json()), flush=True)
+    if not args.json:
+        print(f"\n{config.stream} ({config.preset} preset, seed {prepared.config.seed}):")
+        print(format_table(results_table(results)))
+    if args.out is not None:
+        _save(results, args, command)
 
 
 def _list() -> None:
@@ -326,7 +326,7 @@ def _list() -> None:
         print(f"{title}: {', '.join(names)}")
 
 
-def _sweep(args: argparse.Namespace) -> None:
+def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     from .checkpoints import atomic_write_text
     from .sweep import grid, parse_order, parse_stages, sweep, sweep_table
     from .viz import format_table
@@ -335,17 +335,17 @@ def _sweep(args: argparse.Namespace) -> None:
         _config(args), stages=[parse_stages(s) for s in args.stages], alphas=args.alphas or [None],
         seeds=args.seeds or [None], orders=[parse_order(o) for o in args.orders],
     )  # fmt: skip
-    with contextlib.nullcontext() if args.out is None else _output_folder(args.out):
-        if args.out is not None:
-            _claim(args.out, ["sweep.json"], args.force)
-        _check_cache()
-        results = sweep(configs, workers=args.workers, ray_address=args.ray)
-        if args.json:
-            print(json.dumps(results))
-        else:
-            print(format_table(sweep_table(results)))
-        if args.out is not None:
-            atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1))
+    if args.out is not None:
+        held.enter_context(_output_folder(args.out))
+        _claim(args.out, ["sweep.json"], args.force)
+    _check_cache()
+    results = sweep(configs, workers=args.workers, ray_address=args.ray)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(format_table(sweep_table(results)))
+    if args.out is not None:
+        atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -367,15 +367,17 @@ def _bench(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    held = contextlib.ExitStack()  # the --out folder's lock, released (and an empty new folder removed) at the end
     try:
-        if args.command == "list":
-            _list()
-        elif args.command == "sweep":
-            _sweep(args)
-        elif args.command == "bench":
-            _bench(args)
-        else:
-            _run(args, "holomerge-lab " + shlex.join(argv), _typed(argv))
+        with held:
+            if args.command == "list":
+                _list()
+            elif args.command == "sweep":
+                _sweep(args, held)
+            elif args.command == "bench":
+                _bench(args)
+            else:
+                _run(args, "holomerge-lab " + shlex.join(argv), _typed(argv), held)
     except UserError as e:
         print(f"holomerge-lab: error: {e}", file=sys.stderr)
         return 2
