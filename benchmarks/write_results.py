@@ -75,8 +75,8 @@ def memory(r: dict) -> list[str]:
     m = r["memory"]
     rows = m["rows"]
     out = [
-        f"rotated-mnist, per task {m['settings']}; every method except TIES (whose state is one task vector per "
-        "task, by design). Targets: carried bytes identical across T for every Θ(1) method; peak memory ≤ 10 % "
+        f"rotated-mnist, per task {m['settings']}; every method except TIES store-all (whose state is one task "
+        "vector per task, by design). Targets: carried bytes identical across T for every Θ(1) method; peak memory ≤ 10 % "
         "growth from T=5 to T=100.",
         "",
         "| T | holistic carried bytes | RSS after prepare | peak RSS |",

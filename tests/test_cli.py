@@ -244,3 +244,29 @@ def test_an_unusable_cache_folder_is_refused_before_any_work(cache, tmp_path, mo
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "the cache folder (HOLOMERGE_CACHE)" in err and "Traceback" not in err
     assert _snapshot(tmp_path) == before
+
+
+def test_the_checkpoint_check_accepts_every_checkpoint_format_and_refuses_other_files(tmp_path):
+    import safetensors.torch
+    import torch
+
+    from holomerge_lab.backbones import check_checkpoint_file
+    from holomerge_lab.errors import UserError
+
+    state = {"visual.proj": torch.randn(4, 3)}
+    torch.save(state, tmp_path / "zip.pt")
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    safetensors.torch.save_file(state, str(tmp_path / "weights.safetensors"))
+    for name in ("zip.pt", "legacy.pt", "weights.safetensors"):
+        check_checkpoint_file(str(tmp_path / name))
+        assert torch.equal(
+            (safetensors.torch.load_file if name.endswith("safetensors") else torch.load)(str(tmp_path / name))[
+                "visual.proj"
+            ],
+            state["visual.proj"],
+        )
+    (tmp_path / "notes.txt").write_text("model weights: see the cluster\n")
+    (tmp_path / "blob.bin").write_bytes(bytes(range(1, 256)) * 4)
+    for name, kind in (("notes.txt", "a text file"), ("blob.bin", "a binary file of another format")):
+        with pytest.raises(UserError, match=f"is {kind}, not a checkpoint"):
+            check_checkpoint_file(str(tmp_path / name))
