@@ -23,8 +23,8 @@ from holomerge_lab.pipeline import (
     run,
 )
 
-KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "bwt", "forgetting",
-        "state_bytes", "seconds"}  # fmt: skip
+KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "acc_task_mean", "acc_pooled", "bwt",
+        "forgetting", "forgetting_since_learned", "state_bytes", "seconds"}  # fmt: skip
 
 
 @pytest.mark.parametrize("method", list(METHODS))
