@@ -8,12 +8,10 @@ for it once.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import math
 import os
-import sys
 import time
 import typing
 import warnings
@@ -641,7 +639,6 @@ def run(
             matrix[t, : t + 1], joint_accuracy = evaluate(prep, forward, served, t)
             joint.append(joint_accuracy)
         carried_bytes.append(metrics.state_bytes(*(carried or {"merged": served}).values()))
-        _return_freed_memory()
         if checkpoints is not None:
             save_checkpoint(checkpoints, t, {
                 "config": settings_json, "backbone": config.backbone, "carried": carried or {},
@@ -655,18 +652,6 @@ def run(
         state_bytes=carried_bytes, seconds=elapsed + time.perf_counter() - began, losses=losses,
         config=settings_json,
     )  # fmt: skip
-
-
-def _return_freed_memory() -> None:
-    """Give the heap's free pages back to the operating system after a task (glibc's malloc_trim; elsewhere a
-    no-op). Without it the blocks that each task's training and evaluation freed stay resident, and the peak memory
-    of a long run creeps up with the number of tasks although what it keeps does not."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
 
 def _jsonable(d: dict) -> dict:
