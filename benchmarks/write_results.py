@@ -153,8 +153,8 @@ def memory(r: dict) -> list[str]:
     m = r["memory"]
     rows = m["rows"]
     out = [
-        f"rotated-mnist, per task {m['settings']}; every method except TIES (whose state is one task vector per "
-        "task, by design). Targets: carried bytes identical across T for every Θ(1) method; peak memory ≤ 10 % "
+        f"rotated-mnist, per task {m['settings']}; every method except TIES store-all (whose state is one task "
+        "vector per task, by design). Targets: carried bytes identical across T for every Θ(1) method; peak memory ≤ 10 % "
         "growth from T=5 to T=100.",
         "",
         "| T | holistic carried bytes | RSS after prepare | peak RSS |",
@@ -245,16 +245,29 @@ attention the standard step uses: `_scaled_dot_product_flash_attention_for_cpu` 
 rebuilding or repeated set-up: Python-side work outside aten ops is not among the top entries. Measured 1.84×, 2.13× and
 1.92× in three runs: at the target, bounded by the jvp itself.
 
-**What the peak memory is** (target ≤ 10 % growth T=5 → 100: missed, +34.6 % over all methods after the evaluation
-batch went from 1024 to 256; +113 % before). What the loop *keeps* is flat: the carried bytes are identical for every
-Θ(1) method at every T, and the resident memory after `prepare` is ~0.8 GiB at every T. The growth is transient
-working memory: (a) the evaluation after task t runs the joint test set of the seen tasks in batches; a tangent (jvp)
-forward of 1000 examples took ~360 MiB more than one of 50 (measured in a fresh process), which is why
-`pipeline.EVAL_BATCH` is now 256; (b) glibc's heap keeps freed blocks of those batches (its dynamic mmap threshold).
-With the threshold fixed (`MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1 python benchmarks/memory_allocator_check.py`,
-load ~4, holistic only, batch 1024) the peak was 1018 / 1172 / 1348 MiB for T = 5 / 50 / 100, against 1039 → 3452 MiB
-without; the remaining growth follows the joint test set until it fills a batch. The `fisher`/`ewc` methods' Fisher
-(per-example Jacobians: 8 examples × 10 classes × 1 M parameters ≈ 320 MB here) sets the all-methods peak.
+**What the peak memory is** (target ≤ 10 % growth T=5 → 100). The table above (all methods in one process per T,
+evaluation batch 256) grew +34.6 % (+113 % at batch 1024). What the loop *keeps* is flat: the carried bytes are
+identical for every Θ(1) method at every T, and the resident memory after `prepare` is ~0.8 GiB at every T. The growth
+was the evaluation's transient working memory: after task t it runs the joint test set of the seen tasks in batches of
+`pipeline.EVAL_BATCH`, and a tangent (jvp) forward's working memory grows with its batch (~360 MiB more for 1000
+examples than for 50). With 16 test images a domain, T = 5 (80 images) never filled a batch of 256 and T = 100 always
+did, so the peak followed T. `EVAL_BATCH` is now 64, the presets' fine-tuning batch: evaluation never needs more
+working memory than a training step, whatever T. Re-measured with `OMP_NUM_THREADS=1 python
+benchmarks/memory_growth.py [METHODS]` (MEMORY_SETTINGS, T = 5 and 100, one fresh process per T, this shared 2-core
+machine at load 5–7; one run each, so ±~50 MiB is noise):
+
+| methods | evaluation batch | peak RSS T=5 | peak RSS T=100 | growth |
+|---|---|---|---|---|
+| holistic | 256 (before) | 981 MiB | 1149 MiB | +17.1 % |
+| holistic | 64 | 970 MiB | 1005 MiB | +3.6 % |
+| holistic, fisher | 256 (before) | 1615 MiB | 1668 MiB | +3.3 % |
+| holistic, fisher | 64 | not measured: the run did not finish in 25 min at load 7 | | |
+
+Returning glibc's free heap pages after every task (`malloc_trim`) was tried as well and dropped: holistic +2.7 %
+with it against +3.6 % without (noise), holistic + fisher +10.2 % with it. The `fisher`/`ewc` methods' Fisher
+(per-example Jacobians: 8 examples × 10 classes × 1 M parameters ≈ 320 MB here) sets the peak of any set that contains
+them, independently of T. The all-methods table above was not re-run: at T = 100 it takes over an hour on this shared
+machine (its T = 5 process alone ran 20 min at load 7).
 
 **Hot paths checked.** Evaluation: one pass per task over the joint test set of the seen tasks (`pipeline.evaluate`,
 already so). `torch.inference_mode` against the current `torch.no_grad` for that pass: no difference above noise

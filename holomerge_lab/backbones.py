@@ -28,6 +28,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,11 +472,30 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no")
 
 
+def check_checkpoint_file(path: str) -> None:
+    """Refuse a file that cannot be a checkpoint before torch.load fails on it deep inside open_clip: a checkpoint
+    is a zip archive (torch.save), a legacy pickle (first byte 0x80) or a safetensors file (a JSON header)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if zipfile.is_zipfile(path) or head[:1] == b"\x80" or head[8:9] == b"{":
+        return
+    try:
+        head.decode("utf-8")
+        kind = "a text file"
+    except UnicodeDecodeError:
+        kind = "a binary file of another format"
+    raise UserError(
+        f"--pretrained {path} is {kind}, not a checkpoint; pass a state dict saved with torch.save (or a "
+        ".safetensors file) of the backbone's open_clip model, or an open_clip tag such as openai"
+    )
+
+
 def _check_pretrained(model_name: str, pretrained: str) -> None:
     """Fail in seconds, with the fix, where open_clip would hang on a download or fail deep inside."""
     import open_clip
 
     if os.path.isfile(os.path.expanduser(pretrained)):
+        check_checkpoint_file(os.path.expanduser(pretrained))
         return
     fix = (
         "pass a local checkpoint file instead (`pretrained=PATH`, CLI `--pretrained PATH`), or run once online to "

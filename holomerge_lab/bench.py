@@ -30,8 +30,9 @@ from .fisher import diagonal_fisher
 from .heads import TaskLogits
 from .pipeline import METHODS, Prepared, RunConfig, fine_tune_task, prepare, run, task_objective
 
-# The methods whose carried state is Θ(1) in the number of tasks: all but TIES, which keeps every task vector.
-CONSTANT_STATE_METHODS = tuple(m for m in METHODS if m != "ties")
+# The methods whose carried state is Θ(1) in the number of tasks: all but TIES store-all, which keeps every task
+# vector.
+CONSTANT_STATE_METHODS = tuple(m for m in METHODS if m != "ties-store-all")
 
 
 def machine() -> dict:

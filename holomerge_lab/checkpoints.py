@@ -30,21 +30,50 @@ def checkpoint_path(directory: Path, task: int) -> Path:
     return Path(directory) / f"task-{task + 1:03d}.pt"
 
 
-def atomic_save(path: Path, state: dict) -> Path:
-    """torch.save to a temporary name in the same folder, then rename: a reader sees the whole file or none."""
+def _atomic_write(path: Path, write) -> Path:
+    """`write(file)` into a temporary name in the same folder, then rename: a reader sees the whole file or none.
+    A write that fails for want of space or permission leaves nothing behind and says so in one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    except OSError as e:
+        raise UserError(
+            f"cannot write {path} ({e.strerror}); free space there or choose another --out"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        cause = _os_error(e)
+        if cause is not None:
+            raise UserError(
+                f"cannot write {path} ({cause.strerror}); free space there or choose another --out"
+            ) from None
         raise
     return path
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind `error`, if any: torch.save re-raises a failed write (a full disk) as a RuntimeError of
+    its zip writer, with the OSError as its context."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def atomic_save(path: Path, state: dict) -> Path:
+    """torch.save, atomically (see `_atomic_write`)."""
+    return _atomic_write(path, lambda f: torch.save(state, f))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """A UTF-8 text file, atomically (see `_atomic_write`)."""
+    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_checkpoint(directory: Path, task: int, state: dict) -> Path:

@@ -6,14 +6,23 @@ Bad input ends with one line on stderr, naming what is valid, and exit code 2; n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import UserError
+
+# Written into --out before a run starts: the command and every setting, so that `--resume DIR` alone continues it
+SETTINGS_FILE = "run-settings.json"
+# Options that say where and how to report, not what to run: they may differ between a run and its resumption
+OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,8 +125,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
     p.add_argument("--force", action="store_true", help="overwrite results already in --out")
     p.add_argument(
-        "--resume", type=Path, metavar="DIR", help="continue an interrupted run whose --out was DIR"
-    )
+        "--resume", type=Path, metavar="DIR",
+        help="continue the interrupted run whose --out was DIR, with its saved settings",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object per run on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -165,7 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100])
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds per ratio")
+    parser.commands = commands.choices
     return parser
+
+
+def _typed(argv: Sequence[str]) -> dict:
+    """The options typed on the command line, without the defaults argparse fills in."""
+    parser = build_parser()
+    command = build_parser().parse_args(argv).command
+    for action in parser.commands[command]._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
 
 
 def _config(args: argparse.Namespace):
@@ -190,7 +210,73 @@ def _claim(out: Path, names: Sequence[str], force: bool) -> None:
 
 
 def _stem(label: str) -> str:
-    return label.replace(" ", "_")
+    """An ASCII file name for a row label: "holistic −pre−during" -> "holistic-no-pre-no-during"."""
+    return label.replace(" −", "-no-").replace("−", "-no-").replace(" ", "_")
+
+
+def _writable_folder(folder: Path, name: str) -> list[Path]:
+    """Make `folder` (with its missing parents) and prove this process can write in it, or raise a one-line error
+    naming `name`. Returns the folders it made, outermost first."""
+    folder = Path(os.path.abspath(folder))
+    try:
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+    except OSError as e:  # a folder on the way that this user may not enter
+        raise UserError(
+            f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write"
+        ) from None
+    if not existing.is_dir():
+        what = (
+            f"{name} {folder} is a file"
+            if existing == folder
+            else f"{name} {folder} cannot be made: {existing} is a file"
+        )
+        raise UserError(f"{what}, not a folder; choose a folder")
+    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        _remove_empty(created)
+        raise UserError(
+            f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write"
+        ) from None
+    return created
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path) -> Iterator[None]:
+    """Make sure --out is a folder this process can write, before any work, and hold it for this run alone.
+
+    A folder this makes is removed again if the run ends with nothing in it. Another run writing the same folder
+    holds an exclusive lock on it (flock, released by the kernel even when a run is killed)."""
+    created = _writable_folder(out, "--out")
+    lock = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        raise UserError(
+            f"another holomerge-lab run is writing into {out} right now; wait for it, or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        os.close(lock)
+        _remove_empty(created)
+
+
+def _check_cache() -> None:
+    """The cache (trunk features, task models) is written during the run: check its folder before any work."""
+    from .data import cache_dir
+
+    _writable_folder(cache_dir(), "the cache folder (HOLOMERGE_CACHE)")
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove the folders this run made, innermost first, as long as they are empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _name(label: str, seed: int, several: bool) -> str:
@@ -199,26 +285,82 @@ def _name(label: str, seed: int, several: bool) -> str:
 
 
 def _save(results, args: argparse.Namespace, command: str, several: bool) -> None:
+    from .checkpoints import atomic_write_text
     from .evidence import to_json
     from .viz import write_report
 
     runs = [r.to_json() for r in results]
     for run in runs:
-        (args.out / f"{_name(run['label'], run['seed'], several)}.json").write_text(json.dumps(run, indent=1))
+        atomic_write_text(
+            args.out / f"{_name(run['label'], run['seed'], several)}.json", json.dumps(run, indent=1)
+        )
     summary = {"command": command, **to_json(runs)}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
     report = write_report(results, args.out / "report.html", command=command)
     print(f"wrote {len(results)} run JSON file(s), summary.json and {report}", file=sys.stderr)
 
 
-def _run(args: argparse.Namespace, command: str) -> None:
+def _settings(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in OUTPUT_OPTIONS}
+
+
+def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
+    """The arguments of the run saved in --resume DIR, with this call's output options; a setting typed now that
+    contradicts the saved run is refused, naming each difference."""
+    folder = args.resume
+    if args.out is not None and args.out != folder:
+        raise UserError(f"--resume {folder} and --out {args.out} differ; a run resumes in its own folder")
+    if not folder.is_dir():
+        raise UserError(
+            f"nothing to resume: {folder} is not a folder; --resume expects the --out of an earlier run"
+        )
+    saved_file = folder / SETTINGS_FILE
+    if not saved_file.is_file():
+        raise UserError(
+            f"nothing to resume in {folder}: it holds no holomerge-lab run (no {SETTINGS_FILE}); --resume expects "
+            "the --out folder of an earlier run"
+        )
+    try:
+        saved = json.loads(saved_file.read_text())
+        command, settings = saved["command"], saved["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{saved_file} is damaged; start the run again without --resume") from None
+    if command != args.command:
+        raise UserError(
+            f"{folder} holds a `{command}` run; continue it with holomerge-lab {command} --resume"
+        )
+    given = _settings(argparse.Namespace(**typed))
+    saved_config = dataclasses.asdict(_config(argparse.Namespace(**settings)).resolve())
+    asked_config = dataclasses.asdict(_config(argparse.Namespace(**{**settings, **given})).resolve())
+    differences = [
+        f"{key}: the run has {saved_config[key]!r}, now {value!r}"
+        for key, value in asked_config.items()
+        if saved_config[key] != value
+    ]
+    if given.get("methods", settings.get("methods")) != settings.get("methods"):
+        differences.append(f"methods: the run has {settings.get('methods')}, now {given['methods']}")
+    if differences:
+        raise UserError(
+            f"--resume {folder} continues a run with other settings ({'; '.join(differences)}); drop those flags "
+            "to continue it as it was, or start a new run with another --out"
+        )
+    defaults = vars(build_parser().parse_args([command]))  # options added since the run was saved
+    output = {k: v for k, v in vars(args).items() if k in OUTPUT_OPTIONS}
+    return argparse.Namespace(**{**defaults, **settings, **output})
+
+
+def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.ExitStack) -> None:
     import dataclasses as dc
 
+    from .checkpoints import atomic_write_text
     from .data import cache_dir
     from .evidence import effects, effects_table, summarize, summary_table
     from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
 
+    if args.resume is not None:
+        args = _resumed(args, typed)
+        args.out = args.resume
     config = _config(args)
     if args.seeds is not None and args.seed is not None:
         raise UserError("give either --seed or --seeds, not both")
@@ -233,27 +375,25 @@ def _run(args: argparse.Namespace, command: str) -> None:
         configs = compare_configs(config, methods)
         for c in configs:
             c.resolve()
-    if args.resume is not None:
-        if args.out is not None and args.out != args.resume:
-            raise UserError(
-                f"--resume {args.resume} and --out {args.out} differ; a run resumes in its own folder"
-            )
-        if not args.resume.is_dir():
-            raise UserError(
-                f"nothing to resume: {args.resume} is not a folder (it is the --out of the earlier run)"
-            )
-        args.out = args.resume
     names = [_name(c.label, s, several) for s in seeds for c in configs]
     if args.out is not None:
+        held.enter_context(_output_folder(args.out))
         claimed = [f"{n}.json" for n in names] + ["report.html", "summary.json"]
         if args.resume is None:  # a fresh run must not silently replace another run's checkpoints either
-            claimed += [f"checkpoints/{n}" for n in names]
+            claimed += [f"checkpoints/{n}" for n in names] + [SETTINGS_FILE]
         _claim(args.out, claimed, args.force)
-        args.out.mkdir(parents=True, exist_ok=True)
+    _check_cache()
     task_cache = None if args.no_task_cache else cache_dir() / "task-models"
+    first = prepare(dc.replace(config, seed=seeds[0]), progress=not args.quiet)  # data and backbone checked
+    if args.out is not None and args.resume is None:
+        atomic_write_text(
+            args.out / SETTINGS_FILE, json.dumps({"command": args.command, "settings": _settings(args)})
+        )
     results = []
     for seed in seeds:
-        prepared = prepare(dc.replace(config, seed=seed), progress=not args.quiet)
+        prepared = (
+            first if seed == seeds[0] else prepare(dc.replace(config, seed=seed), progress=not args.quiet)
+        )
         for c in configs:
             folder = None if args.out is None else args.out / "checkpoints" / _name(c.label, seed, several)
             if folder is not None and args.force and args.resume is None and folder.exists():
@@ -344,7 +484,8 @@ def _list() -> None:
         print(f"{title}: {', '.join(names)}")
 
 
-def _sweep(args: argparse.Namespace) -> None:
+def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
+    from .checkpoints import atomic_write_text
     from .sweep import grid, parse_order, parse_stages, sweep, sweep_summary, sweep_table
     from .viz import format_table
 
@@ -353,7 +494,9 @@ def _sweep(args: argparse.Namespace) -> None:
         seeds=args.seeds or [None], orders=[parse_order(o) for o in args.orders],
     )  # fmt: skip
     if args.out is not None:
+        held.enter_context(_output_folder(args.out))
         _claim(args.out, ["sweep.json"], args.force)
+    _check_cache()
     results = sweep(configs, workers=args.workers, ray_address=args.ray)
     if args.json:
         print(json.dumps(results))
@@ -363,8 +506,7 @@ def _sweep(args: argparse.Namespace) -> None:
             print("\nover the seeds (mean ± 95% t-interval):")
             print(format_table(sweep_summary(results)))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "sweep.json").write_text(json.dumps(results, indent=1))
+        atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -386,17 +528,21 @@ def _bench(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    held = (
+        contextlib.ExitStack()
+    )  # the --out folder's lock, released (and an empty new folder removed) at the end
     try:
-        if args.command == "list":
-            _list()
-        elif args.command == "summarize":
-            _summarize(args.folder, args.write, "holomerge-lab " + shlex.join(argv))
-        elif args.command == "sweep":
-            _sweep(args)
-        elif args.command == "bench":
-            _bench(args)
-        else:
-            _run(args, "holomerge-lab " + shlex.join(argv))
+        with held:
+            if args.command == "list":
+                _list()
+            elif args.command == "summarize":
+                _summarize(args.folder, args.write, "holomerge-lab " + shlex.join(argv))
+            elif args.command == "sweep":
+                _sweep(args, held)
+            elif args.command == "bench":
+                _bench(args)
+            else:
+                _run(args, "holomerge-lab " + shlex.join(argv), _typed(argv), held)
     except UserError as e:
         print(f"holomerge-lab: error: {e}", file=sys.stderr)
         return 2

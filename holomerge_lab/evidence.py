@@ -15,10 +15,10 @@ Run = Mapping  # one run's JSON
 
 # The metrics a summary row carries: name -> how to read it from a run's JSON
 METRICS: dict[str, Callable[[Run], float]] = {
-    "ACC": lambda r: r["acc"],
+    "ACC (task mean)": lambda r: r["acc"],
+    "ACC (pooled)": lambda r: r.get("acc_pooled", r["joint_accuracy"][-1]),  # older runs: the same number
     "BWT": lambda r: r["bwt"],
-    "forgetting": lambda r: r["forgetting"],
-    "joint acc": lambda r: r["joint_accuracy"][-1],
+    "forgetting (max)": lambda r: r["forgetting"],
 }
 REFERENCE = "holistic"
 STAGE_NAMES = {"pre": "tangent fine-tuning", "during": "v-weighted merge", "post": "alignment"}
@@ -61,7 +61,7 @@ def comparison_name(reference: str, other: str) -> str:
     return f"{reference} − {other}"
 
 
-def effects(runs: Sequence[Run], reference: str = REFERENCE, metric: str = "ACC") -> list[dict]:
+def effects(runs: Sequence[Run], reference: str = REFERENCE, metric: str = "ACC (task mean)") -> list[dict]:
     """The reference row against every other row: the paired per-seed difference reference − other of `metric`.
 
     An ablation row ("holistic −post") so gives the effect of switching that stage on; a baseline row gives how

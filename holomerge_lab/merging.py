@@ -37,14 +37,16 @@ class TaskModel:
 
 @dataclass(frozen=True)
 class MergeSettings:
+    """A merge's settings. These defaults are the package's, stated once: RunConfig reads them from here."""
+
     theta0: Params
     task_index: int  # t, counting from 1
-    alpha: float = 0.4  # weight of the new task (authors' default)
+    alpha: float = 0.5  # weight of the new task (the `paper` preset sets the authors' 0.4)
     scale: float = 0.3  # λ of task arithmetic
     eps: float = 0.0  # added to both merge weights ("clean" variant); 0 = the authors' rule
     bias_correct: bool = False  # divide v by (1 − β2^k) ("clean" variant)
     top_k: float = 0.2  # TIES: fraction of each task vector's entries kept (the paper's k = 20 %)
-    ties_scale: float = 1.0  # TIES: λ on the disjoint mean (already one task vector's scale)
+    ties_scale: float | None = None  # TIES: λ; None = the rule's own (TIES_SCALES)
     magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector (the authors' released code)
     opcm_alpha: float = 0.5  # OPCM: singular-value mass that defines the kept subspace (FusionBench default)
     fisher_floor: float = 1e-6  # Fisher merging: added to every weight (FusionBench's minimal_fisher_weight)
@@ -147,12 +149,13 @@ def _unflat(vector: Tensor, like: Mapping[str, Tensor]) -> Params:
     return {k: v.view_as(like[k]) for k, v in zip(sorted(like), vector.split(sizes), strict=True)}
 
 
-def ties_merge(task_vectors: Tensor, top_k: float) -> Tensor:
+def ties_merge(task_vectors: Tensor, top_k: float, disjoint: str = "mean") -> Tensor:
     """TIES-merging (Yadav et al. 2023) of task vectors stacked as rows [T, d]:
 
     1. trim: keep the entries of each row whose |τ| is at least its (d − ⌊k·d⌋)-th smallest (the top k, ties kept);
     2. elect: γ = sign(Σ_t trimmed τ_t); a zero γ takes the sign of Σ γ (FusionBench's "majority");
-    3. disjoint mean: average, per coordinate, the trimmed entries whose sign agrees with γ (none: 0).
+    3. disjoint merge, per coordinate, of the trimmed entries whose sign agrees with γ: their mean (none: 0), or,
+       with `disjoint="sum"`, their sum (FusionBench's continual TIES).
     """
     if not 0.0 < top_k < 1.0:
         raise UserError(f"TIES top_k must be a fraction in (0, 1), got {top_k}")
@@ -163,17 +166,47 @@ def ties_merge(task_vectors: Tensor, top_k: float) -> Tensor:
     sign = torch.sign(trimmed.sum(0))
     sign[sign == 0] = torch.sign(sign.sum())
     agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)
-    return (trimmed * agree).sum(0) / agree.sum(0).clamp_min(1)
+    total = (trimmed * agree).sum(0)
+    return total if disjoint == "sum" else total / agree.sum(0).clamp_min(1)
+
+
+# λ of each TIES rule when MergeSettings.ties_scale is None: the values their references use
+TIES_SCALES = {"ties": 0.5, "ties-store-all": 1.0}
+
+
+def _ties_scale(settings: MergeSettings, rule: str) -> float:
+    return TIES_SCALES[rule] if settings.ties_scale is None else settings.ties_scale
 
 
 def merge_ties(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
-    """TIES as a continual method: θ̄(t) = θ0 + λ·TIES(τ(1..t)). Trimming and sign election need every task
-    vector, so it carries all of them: O(T) bytes (plus θ̄)."""
+    """Continual TIES, as FusionBench's OPCM baselines run it (`ContinualTiesMergingForCLIP`): at each task, TIES
+    merges two rows, the merged task vector so far and the new one, with a disjoint *sum*, and λ times the result
+    is added to the merged model:
+
+        θ̄(1) = θ0 + λ·τ(1),   θ̄(t) = θ̄(t−1) + λ·TIES_sum(θ̄(t−1) − θ0, τ(t))   (λ = 0.5, k = 20 %)
+
+    Carries θ̄ only: Θ(1)."""
+    scale, theta0 = _ties_scale(settings, "ties"), {k: settings.theta0[k] for k in task.params}
+    tau = {k: task.params[k] - theta0[k] for k in theta0}
+    if carried is None:
+        step = tau
+    else:
+        merged_vector = {k: carried["merged"][k] - theta0[k] for k in theta0}
+        rows = torch.stack([_flat(merged_vector), _flat(tau)])
+        step = _unflat(ties_merge(rows, settings.top_k, disjoint="sum"), theta0)
+    base = theta0 if carried is None else carried["merged"]
+    return {"merged": {k: base[k] + scale * step[k] for k in theta0}}
+
+
+def merge_ties_store_all(carried: Carried | None, task: TaskModel, settings: MergeSettings) -> Carried:
+    """TIES re-run over every task so far: θ̄(t) = θ0 + λ·TIES_mean(τ(1..t)) (λ = 1: the disjoint mean is already
+    one task vector's scale). Trimming and sign election see every task vector, so it carries all of them: O(T)
+    bytes (plus θ̄). Not a reference's continual rule: the batch TIES of Yadav et al. applied after each task."""
     vectors = dict(carried["task_vectors"]) if carried else {}
     vectors[str(settings.task_index)] = _flat({k: task.params[k] - settings.theta0[k] for k in task.params})
     merged_vector = ties_merge(torch.stack(list(vectors.values())), settings.top_k)
     theta0 = {k: settings.theta0[k] for k in task.params}
-    update = _unflat(settings.ties_scale * merged_vector, theta0)
+    update = _unflat(_ties_scale(settings, "ties-store-all") * merged_vector, theta0)
     return {"merged": {k: theta0[k] + update[k] for k in theta0}, "task_vectors": vectors}
 
 
@@ -312,6 +345,7 @@ MERGE_RULES: dict[str, MergeRule] = {
     "task-arithmetic": merge_task_arithmetic,
     "sequential": merge_sequential,
     "ties": merge_ties,
+    "ties-store-all": merge_ties_store_all,
     "magmax": merge_magmax,
     "fisher": merge_fisher,
     "opcm": merge_opcm,

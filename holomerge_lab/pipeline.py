@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import time
 import typing
 import warnings
@@ -31,6 +32,7 @@ from .backbones import (
     Backbone,
     autocast_dtype,
     build_backbone,
+    check_checkpoint_file,
     resolve_device,
     tower_sees_pixels,
     trunk_features,
@@ -45,9 +47,10 @@ from .linearize import forward_fn
 from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
 from .task_cache import cached_task, task_key
 
-# Evaluation batch: large enough to amortise the per-call cost, small enough that peak memory does not grow with
-# the joint test set of a long stream (a tangent forward over 1024 examples holds ~360 MiB more than over 50).
-EVAL_BATCH = 256
+# Evaluation batch: the presets' fine-tuning batch, so that evaluating the joint test set of a long stream never
+# needs more working memory than a training step does (a tangent forward over 1024 examples holds ~360 MiB more
+# than over 50; at 256 the peak of a 100-task run still grew with T, because 5 short tasks never fill a batch).
+EVAL_BATCH = 64
 
 # Method name -> (merge rule, where fine-tuning of task t starts: the merged model θ̄(t−1), θ0, or the previous
 # task's fine-tuned model θ(t−1)). "holistic" picks its rule from the stages.
@@ -60,6 +63,7 @@ METHODS: dict[str, tuple[str | None, str]] = {
     "individual": (None, "pretrained"),
     "joint": (None, "pretrained"),
     "ties": ("ties", "pretrained"),
+    "ties-store-all": ("ties-store-all", "pretrained"),
     "magmax": ("magmax", "previous"),
     "fisher": ("fisher", "pretrained"),
     "opcm": ("opcm", "pretrained"),
@@ -133,8 +137,8 @@ class RunConfig:
     augment: bool | None = (
         None  # open_clip's random training crops (CLIP, trainable_from 0); the paper preset's
     )
-    alpha: float | None = None  # weight of the new task in a merge
-    scale: float = 0.3  # λ of task arithmetic
+    alpha: float | None = None  # weight of the new task in a merge (None: the preset's, else MergeSettings')
+    scale: float = MergeSettings.scale  # λ of task arithmetic
     variant: str = "faithful"  # "faithful": raw v, no ε (authors); "clean": bias-corrected v and ε
     eps: float = 1e-12  # ε of the clean variant
     start: str | None = None  # "merged" / "pretrained"; None: the method's own
@@ -156,10 +160,10 @@ class RunConfig:
     align_lr: float | None = None
     align_weight_decay: float | None = None  # AdamW's decay in alignment (authors: AdamW's default, 0.01)
     align_grad_clip: float | None = None  # gradient-norm clip in alignment (authors: 1.0); None: no clip
-    top_k: float = 0.2  # TIES: fraction of each task vector kept
-    ties_scale: float = 1.0  # TIES: λ on the disjoint mean
-    magmax_scale: float = 0.5  # MagMax: λ on the max-magnitude task vector
-    opcm_alpha: float = 0.5  # OPCM: singular-value mass of the kept subspace
+    top_k: float = MergeSettings.top_k  # TIES: fraction of each task vector kept
+    ties_scale: float | None = None  # TIES: λ (None: each TIES rule's own, merging.TIES_SCALES)
+    magmax_scale: float = MergeSettings.magmax_scale  # MagMax: λ on the max-magnitude task vector
+    opcm_alpha: float = MergeSettings.opcm_alpha  # OPCM: singular-value mass of the kept subspace
     fisher_kind: str = "true"  # Fisher of the fisher and ewc methods: "true", "sampled" or "empirical"
     fisher_examples: int = 256  # training examples (a seeded subsample) the Fisher is averaged over
     ewc_strength: float = 100.0  # λ of the EWC penalty
@@ -172,7 +176,7 @@ class RunConfig:
         check_choice("stream", self.stream, STREAMS)
         check_choice("variant", self.variant, ("faithful", "clean"))
         defaults = dict(
-            seed=0, alpha=0.5, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
+            seed=0, alpha=MergeSettings.alpha, weight_decay=0.0, warmup_steps=0, cosine=False, logit_scale=32.0, precision="fp32",
             align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3, augment=False,
             align_weight_decay=0.0,
         )  # fmt: skip
@@ -218,6 +222,8 @@ class RunConfig:
                 raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
         if config.steps is None and config.epochs is None:
             raise UserError("set steps (per task) or epochs")
+        if config.pretrained is not None and os.path.isfile(os.path.expanduser(config.pretrained)):
+            check_checkpoint_file(os.path.expanduser(config.pretrained))  # now, not after the data is loaded
         return config
 
     @property
@@ -274,7 +280,7 @@ class RunResult:
     stages: dict[str, bool]
     seed: int
     acc_matrix: np.ndarray  # R[i][j]: accuracy on task j after task i; NaN for j > i
-    joint_accuracy: list[float]  # accuracy on the union of seen tasks' test sets, after each task
+    joint_accuracy: list[float]  # accuracy pooled over the union of seen tasks' test sets, after each task
     state_bytes: list[int]  # bytes carried to the next task, after each task
     seconds: float
     losses: list[list[float]] = field(default_factory=list)
@@ -284,7 +290,17 @@ class RunResult:
 
     @property
     def acc(self) -> float:
+        """The final accuracy, mean over tasks (= `acc_task_mean`; the name kept for existing readers)."""
+        return self.acc_task_mean
+
+    @property
+    def acc_task_mean(self) -> float:
         return metrics.final_accuracy(self.acc_matrix)
+
+    @property
+    def acc_pooled(self) -> float:
+        """The final accuracy pooled over every seen test image (the authors' and Avalanche's)."""
+        return self.joint_accuracy[-1]
 
     @property
     def bwt(self) -> float:
@@ -294,15 +310,21 @@ class RunResult:
     def forgetting(self) -> float:
         return metrics.forgetting(self.acc_matrix)
 
+    @property
+    def forgetting_since_learned(self) -> float:
+        return metrics.forgetting_since_learned(self.acc_matrix)
+
     def to_json(self) -> dict:
-        """The JSON of DESIGN.md: accuracy matrix rows as lists, None above the diagonal."""
+        """The JSON of DESIGN.md: accuracy matrix rows as lists, None above the diagonal. Both conventions of the
+        final accuracy and of forgetting are given (metrics.py defines each); `acc` is `acc_task_mean`."""
         matrix = [[None if math.isnan(v) else round(float(v), 6) for v in row] for row in self.acc_matrix]
         return {
             "method": self.method, "label": self.label, "stream": self.stream, "backbone": self.backbone,
-            "stages": self.stages, "seed": self.seed, "acc_matrix": matrix, "acc": self.acc, "bwt": self.bwt,
-            "forgetting": self.forgetting, "joint_accuracy": self.joint_accuracy,
-            "state_bytes": self.state_bytes, "seconds": self.seconds, "config": self.config, "split": self.split,
-            "reused_tasks": self.reused_tasks,
+            "stages": self.stages, "seed": self.seed, "acc_matrix": matrix, "acc": self.acc,
+            "acc_task_mean": self.acc_task_mean, "acc_pooled": self.acc_pooled, "bwt": self.bwt,
+            "forgetting": self.forgetting, "forgetting_since_learned": self.forgetting_since_learned,
+            "joint_accuracy": self.joint_accuracy, "state_bytes": self.state_bytes, "seconds": self.seconds,
+            "config": self.config, "split": self.split, "reused_tasks": self.reused_tasks,
         }  # fmt: skip
 
     @classmethod
@@ -698,7 +720,8 @@ def run(
         if config.method == "individual":  # each task's own model, on its own task, under the all-class head
             accuracy, _ = evaluate(prep, forward, served, n - 1)
             matrix[t:, t] = accuracy[t]
-            joint.append(float(np.nanmean(matrix[t, : t + 1])))
+            sizes = [len(seen.test_labels) for seen in prep.stream.tasks[: t + 1]]
+            joint.append(metrics.pooled_accuracy(matrix[t, : t + 1], sizes))
         else:
             matrix[t, : t + 1], joint_accuracy = evaluate(prep, forward, served, t)
             joint.append(joint_accuracy)

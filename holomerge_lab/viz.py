@@ -18,6 +18,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from . import evidence
+from .checkpoints import atomic_write_text
 from .pipeline import RunResult
 from .probes import AlignmentStep, AlphaCurve
 
@@ -47,7 +48,8 @@ def accuracy_matrix_figure(result: RunResult) -> go.Figure:
         )
     )  # fmt: skip
     figure.update_layout(
-        title=f"{result.label} on {result.stream}: ACC {result.acc:.3f}, BWT {result.bwt:+.3f}",
+        title=f"{result.label} on {result.stream}: ACC {result.acc_task_mean:.3f} (task mean), "
+        f"{result.acc_pooled:.3f} (pooled), BWT {result.bwt:+.3f}",
         yaxis=dict(autorange="reversed"), width=420 + 20 * n, height=360 + 20 * n, margin=dict(t=60),
     )  # fmt: skip
     return figure
@@ -58,10 +60,10 @@ def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
     and the joint-test accuracy (diamonds). The axis spans the data, not 0..1: a 1-point difference stays visible."""
     summary = evidence.summarize([r.to_json() for r in results])
     labels = [row["label"] for row in summary]
-    acc, joint = [row["ACC"] for row in summary], [row["joint acc"] for row in summary]
+    acc, joint = [row["ACC (task mean)"] for row in summary], [row["ACC (pooled)"] for row in summary]
     seeds = [(r.label, r.acc) for r in results]
     several = any(row["n"] > 1 for row in summary)
-    bar_name = "ACC (mean over tasks)" + (", mean ± 95% CI over seeds" if several else "")
+    bar_name = "ACC (task mean)" + (", mean ± 95% CI over seeds" if several else "")
     figure = go.Figure(
         [
             go.Bar(x=labels, y=[i.mean for i in acc], name=bar_name, text=[f"{i.mean:.3f}" for i in acc],
@@ -70,7 +72,7 @@ def comparison_figure(results: Sequence[RunResult]) -> go.Figure:
                                 arrayminus=[i.mean - i.low for i in acc], visible=several)),
             go.Scatter(x=[s[0] for s in seeds], y=[s[1] for s in seeds], mode="markers", name="each seed",
                        marker=dict(size=6, color="rgba(0,0,0,0.45)"), visible=True if several else "legendonly"),
-            go.Scatter(x=labels, y=[i.mean for i in joint], mode="markers", name="joint test accuracy",
+            go.Scatter(x=labels, y=[i.mean for i in joint], mode="markers", name="ACC (pooled over test images)",
                        marker=dict(symbol="diamond", size=10, color="black")),
         ]
     )  # fmt: skip
@@ -107,15 +109,26 @@ def effects_figure(results: Sequence[RunResult], reference: str = evidence.REFER
     return figure
 
 
+# What each column of `results_table` means (metrics.py has the formulas); the report prints it under the table.
+METRIC_DEFINITIONS = {
+    "ACC (task mean)": "final accuracy, the unweighted mean over tasks of each task's accuracy",
+    "ACC (pooled)": "final accuracy on all seen test images together (the authors' and Avalanche's)",
+    "BWT": "mean over old tasks of final minus just-learned accuracy",
+    "forgetting (max)": "mean over old tasks of best earlier minus final accuracy (Chaudhry et al.)",
+    "forgetting (since learned)": "mean over old tasks of just-learned minus final accuracy (Avalanche's)",
+}
+
+
 def results_table(results: Sequence[RunResult]) -> list[dict]:
-    """One row per run: the numbers the CLI prints and the report shows."""
+    """One row per run: the numbers the CLI prints and the report shows (columns: METRIC_DEFINITIONS)."""
     return [
         {
             "method": r.label,
-            "ACC": round(r.acc, 4),
+            "ACC (task mean)": round(r.acc_task_mean, 4),
+            "ACC (pooled)": round(r.acc_pooled, 4),
             "BWT": round(r.bwt, 4),
-            "forgetting": round(r.forgetting, 4),
-            "joint acc": round(r.joint_accuracy[-1], 4),
+            "forgetting (max)": round(r.forgetting, 4),
+            "forgetting (since learned)": round(r.forgetting_since_learned, 4),
             "bytes carried": r.state_bytes[-1],
             "Θ(1)?": "yes" if len(set(r.state_bytes)) == 1 else "no",  # constant across tasks, as measured
             "seconds": round(r.seconds, 1),
@@ -167,6 +180,10 @@ def write_report(results: Sequence[RunResult], path: str | Path, *, command: str
         first.setdefault(r.label, r)
     figures = [comparison_figure(results), *([effects_figure(results)] if paired else [])]
     figures += [accuracy_matrix_figure(r) for r in first.values()]
+    definitions = "".join(
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(meaning)}</dd>"
+        for name, meaning in METRIC_DEFINITIONS.items()
+    )
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
     per_run = "<h2>Every run</h2>" + html_table(
         [{"seed": r.seed, **row} for r, row in zip(results, results_table(results), strict=True)]
@@ -179,20 +196,19 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}</style></head>
 <body><h1>holomerge_lab: {stream}</h1>
 <p>Reproduce: <code>{html.escape(command)}</code></p>
 {tables}
+<dl>{definitions}</dl>
 {"".join(parts)}
 {per_run}
 </body></html>
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
-    return path
+    return atomic_write_text(path, document)
 
 
 def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> go.Figure:
     """Every run's accuracy matrix side by side, one colour scale: where forgetting happens, per method."""
     rows = -(-len(results) // columns)
     figure = make_subplots(
-        rows=rows, cols=columns, subplot_titles=[f"{r.label}: {r.acc:.2f}" for r in results]
+        rows=rows, cols=columns, subplot_titles=[f"{r.label}: {r.acc_task_mean:.2f}" for r in results]
     )
     for i, r in enumerate(results):
         n = len(r.acc_matrix)

@@ -67,7 +67,9 @@ def test_alignment_weight_decay_and_gradient_clip_by_hand():
                 grad_clip=clip)  # fmt: skip
     w, m, v = params["w"].clone(), torch.zeros(2), torch.zeros(2)
     for k in (1, 2):
-        g = (2 * (inputs * w - teacher) * inputs).sum(0) / teacher.numel()  # d/dw of the MSE over both examples
+        g = (2 * (inputs * w - teacher) * inputs).sum(
+            0
+        ) / teacher.numel()  # d/dw of the MSE over both examples
         g = g * min(1.0, clip / float(g.norm()))
         w = w * (1 - lr * decay)
         m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g

@@ -2,8 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +38,11 @@ def test_compare_writes_json_and_a_self_contained_report_and_refuses_to_overwrit
     report = (out / "report.html").read_text()
     assert "<script" in report and "<script src=" not in report and "holistic" in report  # plotly.js inline
     before = (out / "zero-shot.json").read_bytes()
+    names = sorted(p.name for p in out.iterdir())
+    assert (
+        all(name.isascii() for name in names) and "holistic-no-during.json" in names
+    )  # the minus is display
+    assert json.loads((out / "holistic-no-during.json").read_text())["label"] == "holistic −during"
     assert main(args) == 2  # existing results are not overwritten silently
     assert "--force" in capsys.readouterr().err
     assert (out / "zero-shot.json").read_bytes() == before
@@ -134,3 +143,186 @@ def test_console_script_reports_bad_input_without_traceback():
     assert done.returncode == 2
     assert done.stderr.strip().startswith("holomerge-lab: error: unknown stream 'nope'")
     assert "Traceback" not in done.stderr
+
+
+# Bad paths and files: each is refused in one line, exit code 2, before any work, and nothing is written.
+def _bad_paths(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    text_file = tmp / "notes.txt"
+    text_file.write_text("not a checkpoint\n")
+    not_a_run = tmp / "not-a-run"  # a folder with files in it, but no run (like a system folder)
+    not_a_run.mkdir()
+    (not_a_run / "data.csv").write_text("1,2\n")
+    damaged = tmp / "damaged"
+    damaged.mkdir()
+    (damaged / "run-settings.json").write_text("{not json")
+    return {
+        "resume a folder with no run": (["--resume", str(not_a_run)], "nothing to resume in"),
+        "resume an empty folder": (["--resume", str(tmp)], "no run-settings.json"),
+        "resume a file": (["--resume", str(text_file)], "is not a folder"),
+        "resume a damaged run": (["--resume", str(damaged)], "is damaged"),
+        "out under /proc": (["--out", "/proc/holomerge-lab-results"], "cannot write into --out"),
+        "out is a file": (["--out", str(text_file)], "is a file, not a folder"),
+        "out inside a file": (["--out", str(text_file / "results")], "cannot be made"),
+        "pretrained is a text file": (
+            ["--backbone", "clip-vit-b-32", "--pretrained", str(text_file)],
+            "is a text file, not a checkpoint",
+        ),
+        "out of a run that fails in prepare": (
+            ["--tasks", "9", "--out", str(tmp / "new" / "results")],
+            "n_tasks",
+        ),
+    }
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+BAD_PATHS = [
+    "resume a folder with no run", "resume an empty folder", "resume a file", "resume a damaged run",
+    "out under /proc", "out is a file", "out inside a file", "pretrained is a text file",
+    "out of a run that fails in prepare",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_PATHS)
+def test_bad_paths_are_one_line_exit_2_and_write_nothing(case, tmp_path, capsys):
+    argv, expected = _bad_paths(tmp_path)[case]
+    before = _snapshot(tmp_path)
+    assert main(["run", *SMALL, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, err
+    assert _snapshot(tmp_path) == before
+    assert not Path("/proc/holomerge-lab-results").exists()
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "holomerge_lab.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["a read-only folder", "inside a folder the user may not enter"])
+def test_out_without_write_permission_is_refused_for_a_user_who_lacks_it(where, capsys):
+    import holomerge_lab.pipeline
+    import holomerge_lab.viz  # noqa: F401  (imported while this process may still read everything)
+
+    base = Path(tempfile.mkdtemp())
+    try:
+        base.chmod(0o755)
+        locked = base / "locked"
+        locked.mkdir(mode=0o555 if where == "a read-only folder" else 0o700)
+        out = locked / "results" if where == "a read-only folder" else locked / "inner" / "results"
+        root = os.geteuid() == 0
+        if root:  # root may write anywhere: act as an ordinary user for the call (the real uid stays root)
+            os.seteuid(65534)
+        try:
+            code = main(["run", *SMALL, "--out", str(out)])
+        finally:
+            if root:
+                os.seteuid(0)
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "cannot write into --out" in err and "Permission denied" in err and "Traceback" not in err
+        assert list(locked.iterdir()) == []
+    finally:
+        shutil.rmtree(base)
+
+
+def test_two_runs_cannot_write_one_out_at_once(tmp_path, capsys):
+    out = tmp_path / "results"
+    first = _cli("run", *SMALL[:-5], "--steps", "200", "--tasks", "2", "--quiet", "--out", str(out))
+    try:
+        deadline = time.monotonic() + 300
+        while (
+            not (out / "run-settings.json").exists() and first.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second one started"
+        before = _snapshot(out)
+        assert main(["run", *SMALL, "--out", str(out), "--force"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "another holomerge-lab run is writing" in err
+        assert set(_snapshot(out)) >= set(before)  # the second run added and removed nothing
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_full_disk_ends_in_one_line_and_leaves_no_partial_file(tmp_path, capsys):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        assert main(["run", *SMALL, "--out", str(disk / "results")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "No space left on device" in err and "Traceback" not in err
+        assert not [p for p in disk.rglob("*") if p.name.endswith(".tmp")]  # nothing half-written
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_resume_refuses_contradicting_flags_and_the_other_command(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *SMALL, "--out", str(out)]) == 0
+    capsys.readouterr()
+    for argv, expected in (
+        (["run", "--resume", str(out), "--seed", "3", "--force"], "seed: the run has 0, now 3"),
+        (["run", "--resume", str(out), "--no-post", "--force"], "post: the run has True, now False"),
+        (["compare", "--resume", str(out), "--force"], "holds a `run` run"),
+        (["run", "--resume", str(out)], "already exists; pass --force"),
+    ):
+        before = _snapshot(out)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+        assert _snapshot(out) == before
+    assert main(["run", "--resume", str(out), "--seed", "0", "--stream", "split-digits", "--force"]) == 0
+
+
+@pytest.mark.parametrize("cache", ["a file", "under /proc"])
+def test_an_unusable_cache_folder_is_refused_before_any_work(cache, tmp_path, monkeypatch, capsys):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a folder\n")
+    monkeypatch.setenv(
+        "HOLOMERGE_CACHE", str(text_file) if cache == "a file" else "/proc/holomerge-lab-cache"
+    )
+    before = _snapshot(tmp_path)
+    assert main(["run", *SMALL, "--out", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        len(err.splitlines()) == 1 and "the cache folder (HOLOMERGE_CACHE)" in err and "Traceback" not in err
+    )
+    assert _snapshot(tmp_path) == before
+
+
+def test_the_checkpoint_check_accepts_every_checkpoint_format_and_refuses_other_files(tmp_path):
+    import safetensors.torch
+    import torch
+
+    from holomerge_lab.backbones import check_checkpoint_file
+    from holomerge_lab.errors import UserError
+
+    state = {"visual.proj": torch.randn(4, 3)}
+    torch.save(state, tmp_path / "zip.pt")
+    torch.save(state, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    safetensors.torch.save_file(state, str(tmp_path / "weights.safetensors"))
+    for name in ("zip.pt", "legacy.pt", "weights.safetensors"):
+        check_checkpoint_file(str(tmp_path / name))
+        assert torch.equal(
+            (safetensors.torch.load_file if name.endswith("safetensors") else torch.load)(
+                str(tmp_path / name)
+            )["visual.proj"],
+            state["visual.proj"],
+        )
+    (tmp_path / "notes.txt").write_text("model weights: see the cluster\n")
+    (tmp_path / "blob.bin").write_bytes(bytes(range(1, 256)) * 4)
+    for name, kind in (("notes.txt", "a text file"), ("blob.bin", "a binary file of another format")):
+        with pytest.raises(UserError, match=f"is {kind}, not a checkpoint"):
+            check_checkpoint_file(str(tmp_path / name))

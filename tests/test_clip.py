@@ -264,7 +264,11 @@ def test_prompt_sets_are_the_authors_lists():
     imagenet = TEMPLATES["imagenet"]
     assert imagenet[0] == "a bad photo of a {}." and imagenet[-1] == "a tattoo of the {}."
     assert "itap of my {}." in imagenet and "a plushie {}." in imagenet and len(set(imagenet)) == 80
-    assert TEMPLATES["cifar100"][7:10] == ("a photo of a small {}.", "a photo of a big {}.", "a photo of the {}.")
+    assert TEMPLATES["cifar100"][7:10] == (
+        "a photo of a small {}.",
+        "a photo of a big {}.",
+        "a photo of the {}.",
+    )
     assert TEMPLATES["office-31"][2] == "a snapshot of a {} used in an office setting."
     assert TEMPLATES["office-home"][3] == "a realistic photo of a {} from the Office-Home dataset."
     assert TEMPLATES["imageclef"][4] == "an example of a {} in a natural setting."
@@ -298,7 +302,10 @@ def test_evaluation_view_equals_open_clip_preprocess_val_on_non_square_images(tm
             (tmp_path / part / name).mkdir(parents=True)
             _noise_image(h, w, seed=h).save(tmp_path / part / name / "0.png")
     source = D.load_image_folder(tmp_path, 32)
-    assert source.split == D.FOLDERS_SPLIT and source.train_sizes.tolist() == [[70, 41], [45, 70]]  # tall, wide
+    assert source.split == D.FOLDERS_SPLIT and source.train_sizes.tolist() == [
+        [70, 41],
+        [45, 70],
+    ]  # tall, wide
     for image, label in zip(source.test_images, source.test_labels, strict=True):
         ours = B.clip_input(B.channels_first(image[None]), 32, bb.mean, bb.std)[0]
         h, w = shapes[source.class_names[label]]
@@ -321,7 +328,9 @@ def test_training_crops_are_open_clips_seeded_and_new_each_step(open_clip_transf
     for h, w in ((60, 66), (50, 80)):
         image = np.asarray(_noise_image(h, w, seed=3))
         for seed in (0, 1, 2):
-            ours = B.clip_input(B.random_resized_crops(B.channels_first(image[None]), 32, seed), 32, bb.mean, bb.std)
+            ours = B.clip_input(
+                B.random_resized_crops(B.channels_first(image[None]), 32, seed), 32, bb.mean, bb.std
+            )
             torch.manual_seed(seed)  # open_clip's RandomResizedCrop draws its box from the global generator
             reference = train_transform(Image.fromarray(image))
             assert (ours[0] - reference).abs().max() <= 1 / 255 / min(bb.std) + 1e-6
@@ -343,7 +352,10 @@ def test_pipeline_training_views_differ_between_epochs_and_repeat_with_the_seed(
     for d, domain in enumerate(("Art", "Product")):
         _write_tree(root / domain, ["Mug", "Pen"], 6, lambda k: f"{k:05d}", seed=10 * d)
     prep = prepare(_tiny(stream="office-home", data_root=str(root), augment=True), progress=False)
-    assert prep.stream.tasks[0].train_sizes.tolist()[0] == [16, 16] and prep.stream.split == D.seeded_split_note()
+    assert (
+        prep.stream.tasks[0].train_sizes.tolist()[0] == [16, 16]
+        and prep.stream.split == D.seeded_split_note()
+    )
     views = training_views(prep, prep.config, [0], seed=5)
     x, idx = prep.train_features[0][:4], torch.arange(4)
     first, later = views(x, idx, 0), views(x, idx, 3)
@@ -365,7 +377,11 @@ def test_domainnet_authors_order_and_official_lists(tmp_path):
         for cls in ("The_Eiffel_Tower", "apple", "zebra"):
             _write_files(root / domain / cls, [f"{domain}_{cls}_{k}.png" for k in range(4)])
     stream = D.build_stream("domainnet", root=root)  # no lists yet: a seeded split, said so
-    assert [t.name for t in stream.tasks] == ["domain clipart", "domain sketch", "domain real"]  # authors' order
+    assert [t.name for t in stream.tasks] == [
+        "domain clipart",
+        "domain sketch",
+        "domain real",
+    ]  # authors' order
     assert stream.split == D.seeded_split_note()
     for domain in ("real", "clipart", "sketch"):
         for part, ks in (("train", (0, 1)), ("test", (2,))):  # image 3 of each class is in no list
@@ -382,7 +398,12 @@ def test_domainnet_authors_order_and_official_lists(tmp_path):
 
 def test_cub200_official_split_and_class_names(tmp_path):
     root = tmp_path / "CUB_200_2011"
-    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross", "004.Groove_billed_Ani"]
+    classes = [
+        "001.Black_footed_Albatross",
+        "002.Laysan_Albatross",
+        "003.Sooty_Albatross",
+        "004.Groove_billed_Ani",
+    ]
     listing, split = [], []
     for c, cls in enumerate(classes):
         _write_files(root / "images" / cls, [f"{cls[4:]}_{k}.jpg" for k in range(3)])
@@ -393,9 +414,15 @@ def test_cub200_official_split_and_class_names(tmp_path):
     (root / "images.txt").write_text("\n".join(listing))
     (root / "train_test_split.txt").write_text("\n".join(split))
     stream = D.build_stream("cub200", n_tasks=3, root=root)
-    assert stream.class_names[0] == "Black footed Albatross" and stream.split == "the official train_test_split.txt"
+    assert (
+        stream.class_names[0] == "Black footed Albatross"
+        and stream.split == "the official train_test_split.txt"
+    )
     assert [len(t.classes) for t in stream.tasks] == [1, 1, 2]  # floor(4·t/3): 0, 1, 2, 4
-    assert sum(len(t.train_labels) for t in stream.tasks) == 8 and sum(len(t.test_labels) for t in stream.tasks) == 4
+    assert (
+        sum(len(t.train_labels) for t in stream.tasks) == 8
+        and sum(len(t.test_labels) for t in stream.tasks) == 4
+    )
 
 
 def test_cars_devkit_annotations_and_floor_splits(tmp_path):
@@ -425,9 +452,14 @@ def test_imageclef_numbered_folders_in_the_authors_pre_split_layout(tmp_path):
     for part, n in (("train", 2), ("test", 1)):
         for domain in ("p", "b"):
             for c in range(12):
-                _write_files(root / part / domain / str(c), [f"{c}_{k}.jpg" for k in range(n)], size=(20 + c, 28))
+                _write_files(
+                    root / part / domain / str(c), [f"{c}_{k}.jpg" for k in range(n)], size=(20 + c, 28)
+                )
     stream = D.build_stream("imageclef", root=root)
-    assert [t.name for t in stream.tasks] == ["domain b", "domain p"] and stream.class_names == D.IMAGECLEF_CLASSES
+    assert [t.name for t in stream.tasks] == [
+        "domain b",
+        "domain p",
+    ] and stream.class_names == D.IMAGECLEF_CLASSES
     assert stream.split == D.FOLDERS_SPLIT
     task = stream.tasks[0]
     assert len(task.train_labels) == 24 and len(task.test_labels) == 12
@@ -446,7 +478,9 @@ def test_cli_reaches_epochs_alignment_start_and_augmentation():
     config = _config(args).resolve()
     assert (config.epochs, config.align_lr, config.align_steps, config.start) == (30, 1e-6, 3, "pretrained")
     assert (config.align_weight_decay, config.align_grad_clip, config.augment) == (0.01, 1.0, True)
-    off = _config(build_parser().parse_args(["run", "--preset", "paper", "--backbone", "tiny-clip", "--no-augment"]))
+    off = _config(
+        build_parser().parse_args(["run", "--preset", "paper", "--backbone", "tiny-clip", "--no-augment"])
+    )
     assert off.resolve().augment is False
 
 

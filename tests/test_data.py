@@ -367,11 +367,15 @@ def test_split_fashion_puts_confusable_garments_together():
 def test_split_mnist_fashion_animal_six_tasks_of_five_confusable_classes():
     s = D.build_stream("split-mnist-fashion-animal", train_per_task=25, test_per_task=10)
     assert [t.classes for t in s.tasks] == [tuple(D.MFA_CONFUSION_ORDER[5 * t : 5 * t + 5]) for t in range(6)]
-    assert len(s.class_names) == 30 and s.class_names[14] == "garment Coat" and s.class_names[22] == "animal cat"
+    assert (
+        len(s.class_names) == 30 and s.class_names[14] == "garment Coat" and s.class_names[22] == "animal cat"
+    )
     tops = {s.class_names[c] for c in s.tasks[1].classes}
     assert tops == {f"garment {n}" for n in ("T-shirt/top", "Pullover", "Dress", "Coat", "Shirt")}
     fashion = D.load_source("fashion-mnist")
     coats = s.tasks[1].train_images[s.tasks[1].train_labels == 14]
     assert len(coats) == 5 and _bytes(coats) <= _bytes(fashion.train_images[fashion.train_labels == 4])
-    labels = D.build_stream("split-mnist-fashion-animal", order=range(30), train_per_task=25, test_per_task=10)
+    labels = D.build_stream(
+        "split-mnist-fashion-animal", order=range(30), train_per_task=25, test_per_task=10
+    )
     assert [t.classes for t in labels.tasks] == [tuple(range(5 * t, 5 * t + 5)) for t in range(6)]

@@ -1,5 +1,12 @@
 """The merge-rule zoo (TIES, MagMax, Fisher merging, OPCM, EWC) against hand computations and closed forms."""
 
+import functools
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import small_config
@@ -56,7 +63,7 @@ def test_ties_rule_trims_over_all_parameters_together_and_scales():
         {"a": theta0["a"] + torch.tensor(v[:2]).double(), "b": theta0["b"] + torch.tensor(v[2:]).double()}
         for v in TIES_VECTORS
     ]
-    carried = run_rule("ties", models, theta0, top_k=0.4, ties_scale=0.5)
+    carried = run_rule("ties-store-all", models, theta0, top_k=0.4, ties_scale=0.5)
     expected = torch.tensor(TIES_EXPECTED, dtype=torch.float64)
     torch.testing.assert_close(carried["merged"]["a"], theta0["a"] + 0.5 * expected[:2])
     torch.testing.assert_close(carried["merged"]["b"], theta0["b"] + 0.5 * expected[2:])
@@ -185,13 +192,13 @@ def test_ewc_rule_accumulates_the_fisher_and_serves_the_new_model():
     torch.testing.assert_close(carried["weight"]["w"], torch.tensor([2.5, 1.25]))
 
 
-@pytest.mark.parametrize("method", ["magmax", "fisher", "opcm", "ewc", "ties"])
-def test_bytes_carried_constant_for_theta1_rules_linear_for_ties(method, small_prepared):
+@pytest.mark.parametrize("method", ["magmax", "fisher", "opcm", "ewc", "ties", "ties-store-all"])
+def test_bytes_carried_constant_for_theta1_rules_linear_for_ties_store_all(method, small_prepared):
     result = run(small_config(method=method), small_prepared, progress=False)
     sizes = result.state_bytes
     assert len(sizes) == 3
     one_task_vector = metrics.state_bytes(small_prepared.theta0)
-    if method == "ties":
+    if method == "ties-store-all":
         assert sizes[1] - sizes[0] == sizes[2] - sizes[1] == one_task_vector
         assert results_table([result])[0]["Θ(1)?"] == "no"
     else:
@@ -215,10 +222,15 @@ def test_opcm_projects_linear_weights_only_and_q_k_v_apart():
     models = [{k: v + torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in theta0.items()}
               for _ in range(2)]  # fmt: skip
     first = run_rule("opcm", models[:1], theta0, opcm_alpha=0.5)
-    second = MERGE_RULES["opcm"](first, task(models[1]), MergeSettings(theta0=theta0, task_index=2, opcm_alpha=0.5))
+    second = MERGE_RULES["opcm"](
+        first, task(models[1]), MergeSettings(theta0=theta0, task_index=2, opcm_alpha=0.5)
+    )
     previous = {k: models[0][k] - theta0[k] for k in theta0}  # λ(1) = 1
     new = {k: models[1][k] - theta0[k] for k in theta0}
-    qkv, fc = "visual.transformer.resblocks.0.attn.in_proj_weight", "visual.transformer.resblocks.0.mlp.c_fc.weight"
+    qkv, fc = (
+        "visual.transformer.resblocks.0.attn.in_proj_weight",
+        "visual.transformer.resblocks.0.mlp.c_fc.weight",
+    )
     expected = dict(previous)
     for k in theta0:
         expected[k] = previous[k] + new[k]  # unprojected: the positional embedding and the norm weight
@@ -233,5 +245,60 @@ def test_opcm_projects_linear_weights_only_and_q_k_v_apart():
     fused = opcm_project(previous[qkv], new[qkv], 0.5)[0]  # the whole 12×4 block as one matrix: not the same
     assert not torch.allclose(fused, expected[qkv] - previous[qkv])
     assert opcm_blocks("visual.positional_embedding", theta0["visual.positional_embedding"]) is None
-    assert opcm_blocks("visual.proj", torch.zeros(8, 4)) is None and opcm_blocks("visual.ln_post.weight", torch.ones(4)) is None
+    assert (
+        opcm_blocks("visual.proj", torch.zeros(8, 4)) is None
+        and opcm_blocks("visual.ln_post.weight", torch.ones(4)) is None
+    )
     assert len(opcm_blocks(qkv, theta0[qkv])) == 3
+
+
+@functools.cache
+def _fusion_bench_ties():
+    """FusionBench's own TIES utilities. `import fusion_bench` pulls in its whole framework (lightning, hydra,
+    transformers); the utilities module needs only torch, so it is loaded under bare parent packages."""
+    root = Path(importlib.util.find_spec("fusion_bench").submodule_search_locations[0])
+    for name in (
+        "fusion_bench",
+        "fusion_bench.utils",
+        "fusion_bench.method",
+        "fusion_bench.method.ties_merging",
+    ):
+        package = types.ModuleType(name)
+        package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
+        sys.modules[name] = package
+    return importlib.import_module("fusion_bench.method.ties_merging.ties_merging_utils")
+
+
+def _fusion_bench_continual_ties(theta0, models, scaling_factor=0.5, threshold=20):
+    """The merge loop of FusionBench's `ContinualTiesMergingForCLIP.run` on state dicts, with its own functions."""
+    reference = _fusion_bench_ties()
+    merged = {k: v.clone() for k, v in theta0.items()}
+    for index, model in enumerate(models):
+        task_vector = {k: model[k] - theta0[k] for k in model}
+        if index == 0:
+            step = task_vector
+        else:
+            merged_vector = {k: merged[k] - theta0[k] for k in merged}
+            rows = torch.vstack(
+                [reference.state_dict_to_vector(merged_vector), reference.state_dict_to_vector(task_vector)]
+            )
+            flat = reference.ties_merging(rows, reset_thresh=threshold, merge_func="sum")
+            step = reference.vector_to_state_dict(flat, merged)
+        merged = {k: merged[k] + scaling_factor * step[k] for k in merged}
+    return merged
+
+
+def test_continual_ties_is_bit_exact_with_fusion_bench():
+    generator = torch.Generator().manual_seed(3)
+    shapes = {"block.weight": (6, 5), "block.bias": (6,), "head.weight": (3, 6), "a.scale": (4,)}
+    theta0 = {k: torch.randn(shape, generator=generator) for k, shape in shapes.items()}
+    models = [
+        {k: v + 0.1 * torch.randn(v.shape, generator=generator) for k, v in theta0.items()} for _ in range(5)
+    ]
+    expected = _fusion_bench_continual_ties(theta0, models)
+    ours = run_rule("ties", models, theta0)  # the defaults: λ = 0.5, k = 20 %
+    assert set(ours) == {"merged"}  # Θ(1): nothing but the merged model is carried
+    for k in theta0:
+        assert torch.equal(ours["merged"][k], expected[k]), k
+    store_all = run_rule("ties-store-all", models, theta0)
+    assert not torch.equal(store_all["merged"]["block.weight"], expected["block.weight"])

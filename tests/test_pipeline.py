@@ -11,10 +11,20 @@ from conftest import small_config
 
 from holomerge_lab.errors import UserError
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.pipeline import DEFAULT_METHODS, METHODS, RunConfig, compare_configs, evaluate, run
+from holomerge_lab.merging import MergeSettings
+from holomerge_lab.pipeline import (
+    DEFAULT_METHODS,
+    METHODS,
+    PRESETS,
+    RunConfig,
+    compare_configs,
+    evaluate,
+    prepare,
+    run,
+)
 
-KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "bwt", "forgetting",
-        "state_bytes", "seconds"}  # fmt: skip
+KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "acc_task_mean", "acc_pooled", "bwt",
+        "forgetting", "forgetting_since_learned", "state_bytes", "seconds"}  # fmt: skip
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -27,9 +37,9 @@ def test_every_method_runs_and_reports(method, small_prepared):
     document = json.loads(json.dumps(result.to_json()))
     assert KEYS <= set(document)
     assert document["acc_matrix"][0][1] is None and len(document["state_bytes"]) == n
-    # Θ(1): what is carried between tasks does not grow with the number of tasks, except for TIES, which needs
-    # every task vector (tests/test_merging_zoo.py checks that it grows linearly)
-    assert (len(set(result.state_bytes)) == 1) == (method != "ties")
+    # Θ(1): what is carried between tasks does not grow with the number of tasks, except for TIES store-all,
+    # which keeps every task vector (tests/test_merging_zoo.py checks that it grows linearly)
+    assert (len(set(result.state_bytes)) == 1) == (method != "ties-store-all")
 
 
 def test_zero_shot_is_theta0_under_the_growing_head(small_prepared):
@@ -111,3 +121,26 @@ def test_presets_fill_only_unset_fields():
         and config.seed == 5
         and math.isclose(config.alpha, 0.4)
     )
+
+
+def test_merge_defaults_are_stated_once_in_merge_settings():
+    """A run and a direct merge agree on every default they share (alpha was 0.5 in one and 0.4 in the other)."""
+    config = RunConfig().resolve()
+    shared = ("alpha", "scale", "top_k", "ties_scale", "magmax_scale", "opcm_alpha")
+    defaults = {f.name: f.default for f in dataclasses.fields(MergeSettings)}
+    assert {name: getattr(config, name) for name in shared} == {name: defaults[name] for name in shared}
+
+
+def test_evaluation_batches_are_no_larger_than_a_fine_tuning_batch():
+    """A long run's peak memory must not grow with T: the joint test set of the seen tasks is evaluated in batches
+    no larger than the presets' fine-tuning batch (benchmarks/RESULTS.md §4 measures the peak itself)."""
+    prep = prepare(small_config(test_per_task=60), progress=False)
+    model = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    sizes = []
+
+    def forward(params, x):
+        sizes.append(len(x))
+        return model(params, x)
+
+    evaluate(prep, forward, prep.theta0, 2)
+    assert sum(sizes) == 180 and max(sizes) <= min(p["batch_size"] for p in PRESETS.values())

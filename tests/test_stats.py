@@ -15,7 +15,10 @@ def test_interval_matches_scipy_one_sample_t_test():
     iv = stats.interval(ACC)
     reference = scipy_stats.ttest_1samp(ACC, 0.0).confidence_interval(0.95)
     assert iv.n == 5 and iv.mean == pytest.approx(np.mean(ACC), abs=1e-15)
-    assert (iv.low, iv.high) == (pytest.approx(reference.low, abs=1e-12), pytest.approx(reference.high, abs=1e-12))
+    assert (iv.low, iv.high) == (
+        pytest.approx(reference.low, abs=1e-12),
+        pytest.approx(reference.high, abs=1e-12),
+    )
 
 
 def test_interval_by_hand_from_a_t_table():
@@ -79,7 +82,7 @@ def test_summary_and_effects_of_hand_made_runs():
     runs += [_run("average", s, v, state_bytes=(8, 16)) for s, v in enumerate(average)]
     runs += [_run("holistic −post", s, v) for s, v in enumerate(no_post)]
     rows = {r["label"]: r for r in evidence.summarize(runs)}
-    assert rows["holistic"]["ACC"].mean == pytest.approx(0.81) and rows["holistic"]["n"] == 3
+    assert rows["holistic"]["ACC (task mean)"].mean == pytest.approx(0.81) and rows["holistic"]["n"] == 3
     assert rows["average"]["constant memory"] is False and rows["holistic"]["constant memory"] is True
     effects = {e["other"]: e for e in evidence.effects(runs)}
     diff = np.subtract(full, average)
@@ -90,7 +93,7 @@ def test_summary_and_effects_of_hand_made_runs():
     table = evidence.effects_table(list(effects.values()))
     assert table[0]["seeds agreeing"] == "3/3" and table[0]["verdict"] == "higher"
     document = evidence.to_json(runs)
-    assert document["effects"][0]["seeds"] == [0, 1, 2] and document["rows"][0]["ACC"]["n"] == 3
+    assert document["effects"][0]["seeds"] == [0, 1, 2] and document["rows"][0]["ACC (task mean)"]["n"] == 3
 
 
 def test_two_runs_of_one_label_and_seed_are_refused():

@@ -82,7 +82,10 @@ def test_a_seed_count_runs_every_config_on_that_many_seeds_and_shows_intervals()
     panel.seeds.value = 1
     panel.click()
     rows = panel.rows(panel.results)
-    assert [(row["#"], row["method"], row["n"]) for row in rows] == [(1, "holistic", 2), (2, "holistic −post", 1)]
+    assert [(row["#"], row["method"], row["n"]) for row in rows] == [
+        (1, "holistic", 2),
+        (2, "holistic −post", 1),
+    ]
     bar = panel.figures[0].data[0]
     assert list(bar.x) == ["#1 holistic", "#2 holistic −post"] and bar.error_y.visible
     separate = [run(small_config(tasks=2, seed=s), progress=False) for s in (3, 4)]
