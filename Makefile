@@ -53,6 +53,8 @@ evidence: $(VENV)/.installed $(FASHION)
 		$(BIN)/holomerge-lab compare --stream $$stream --methods all --test-per-task 500 --seeds $(SEEDS) \
 			--out results/evidence/$$stream --force || exit 1; \
 	done
+	$(BIN)/holomerge-lab compare --stream split-mnist-fashion-animal --lr 3e-4 --test-per-task 500 --seeds $(SEEDS) \
+		--out results/evidence/split-mnist-fashion-animal-lr3e-4 --force
 
 test: $(VENV)/.dev $(CHROMIUM) $(FASHION)
 	$(BIN)/ruff check holomerge_lab tests
