@@ -170,7 +170,9 @@ def normalize_pixels(x: Tensor, size: int, mean, std, dtype: torch.dtype = torch
 def clip_input(x: Tensor, size: int, mean, std, dtype: torch.dtype = torch.float32) -> Tensor:
     """uint8 pixels [N,3,H,W] -> the CLIP tower's input, as open_clip's ``preprocess_val`` makes it: the short side
     resized to `size` (bicubic, antialiased, rounded back to uint8 as PIL does), the centre crop, then scaled and
-    normalised. Images already `size`×`size` (folder streams decode at the model's size) are only normalised."""
+    normalised. Images already `size`×`size` (folder streams decode at the model's size) are only normalised.
+    The resize (torchvision's) cannot run inside `torch.func.vmap`: a per-example Fisher through the pixels needs
+    images at the tower's size."""
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as TF
 

@@ -159,6 +159,9 @@ def test_tiny_clip_top_equals_the_per_example_route(kind):
     top = copy.deepcopy(prep.backbone.top).double()
     model = TaskLogits(top, prep.heads[0].double(), prep.config.logit_scale, None)
     _, x, y = task_objective(prep, 0, tangent=False)
+    # at the tower's size, as folder streams decode them: clip_input then only normalises (its resize, torchvision's,
+    # cannot run inside the per-example route's vmap)
+    x = torch.nn.functional.interpolate(x.double(), size=(top.size, top.size)).round().to(x.dtype)
     routes = exact_routes(model, x)
     assert {"linear", "layer_norm", "conv2d", "per-example"} == set(routes.values())
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
