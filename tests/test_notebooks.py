@@ -61,3 +61,52 @@ def test_runs_headless_in_fast_mode(path, tmp_path):
                 f.write(f"{path.name}\t{seconds:.1f}\n")
         return
     pytest.fail(f"{path.name}: no run finished within {SECONDS} s in {ATTEMPTS} attempts")
+
+
+def parameters_cell(path: Path) -> int:
+    """The index of the notebook's cell tagged `parameters`: the one cell that sets every size a run uses."""
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: tag exactly one cell 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def resolve_parameters(path: Path, overrides: str = "") -> dict:
+    """Run a notebook's code cells up to its parameters cell (plus `overrides`) as plain Python, no kernel, and
+    return the names they define. Nothing in those cells trains or loads data."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    cells = json.loads(path.read_text())["cells"]
+    namespace: dict = {}
+    for cell in cells[: parameters_cell(path) + 1]:
+        if cell["cell_type"] == "code":
+            exec(TransformerManager().transform_cell("".join(cell["source"])), namespace)
+    exec(overrides, namespace)
+    return namespace
+
+
+def run_configs(namespace: dict) -> list:
+    """Every RunConfig a parameters cell defines, alone or inside a list, tuple or dict."""
+    from holomerge_lab.pipeline import RunConfig
+
+    values = list(namespace.values())
+    values += [v for c in list(values) if isinstance(c, (list, tuple)) for v in c]
+    values += [v for c in list(values) if isinstance(c, dict) for v in c.values()]
+    return [v for v in values if isinstance(v, RunConfig)]
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY], ids=lambda p: p.stem)
+def test_normal_mode_settings_fit_the_streams(path, monkeypatch):
+    """A reader runs the notebooks with fast mode off, which the execution test never does: every config of the
+    parameters cell must resolve, and its stream must hold the sizes it asks for (built here, nothing trained)."""
+    from holomerge_lab import pipeline
+
+    monkeypatch.delenv("HOLOMERGE_FAST", raising=False)
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: pytest.fail("the parameters cell must not prepare"))
+    configs = run_configs(resolve_parameters(path))
+    assert configs, f"{path.name}: its parameters cell defines no RunConfig"
+    for config in configs:
+        stream = pipeline.stream_for(config)
+        resolved = config.resolve()
+        if resolved.tasks is not None:
+            assert len(stream.tasks) == resolved.tasks, (path.name, config)
