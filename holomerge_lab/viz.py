@@ -239,18 +239,32 @@ def alpha_curve_figure(curve: AlphaCurve) -> go.Figure:
     return figure
 
 
-def tsne_figure(coords: dict[str, np.ndarray], labels: dict[str, np.ndarray], title: str = "") -> go.Figure:
-    """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data."""
+def tsne_figure(
+    coords: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data. With
+    `class_names`, each class is named on the page at the centre of its points (all sets), and in the hover."""
     colours = {"previous": "#1f77b4", "merged": "#d62728", "aligned": "#2ca02c"}
     symbols = {"old": "circle", "new": "x"}
+    name_of = (lambda c: class_names[int(c)]) if class_names is not None else (lambda c: f"class {c}")
     figure = go.Figure()
     for name, xy in coords.items():
         model, data = name.split("/")
         figure.add_scatter(
             x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers", name=f"{model} on {data} data",
-            text=[f"class {c}" for c in labels[name]], opacity=0.6,
+            text=[name_of(c) for c in labels[name]], opacity=0.6,
             marker=dict(color=colours.get(model), symbol=symbols.get(data, "circle"), size=6),
         )  # fmt: skip
+    if class_names is not None:
+        points = np.concatenate(list(coords.values()))
+        classes = np.concatenate([labels[k] for k in coords])
+        for c in np.unique(classes):
+            x, y = points[classes == c].mean(0)
+            figure.add_annotation(x=float(x), y=float(y), text=f"<b>{name_of(c)}</b>", showarrow=False,
+                                  bgcolor="rgba(255,255,255,0.7)")  # fmt: skip
     figure.update_layout(title=title, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return figure
 

@@ -43,6 +43,7 @@ CONTROLS: dict[str, Callable[[Any], W.ValueWidget]] = {
     "align_parameter": lambda v: W.Dropdown(options=["bias", "projection"], value=v, description="align_parameter"),
     "align_teacher": lambda v: W.Dropdown(options=["previous", "current"], value=v, description="align_teacher"),
     "align_steps": lambda v: W.IntSlider(value=v, min=1, max=max(200, v), description="align_steps", **_SLIDER),
+    "align_lr": lambda v: W.FloatLogSlider(value=v, base=10, min=-8, max=-1, step=0.5, description="align_lr", **_SLIDER),
     "seed": lambda v: W.BoundedIntText(value=v, min=0, max=2**31 - 1, description="seed"),
 }  # fmt: skip
 

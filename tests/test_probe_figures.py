@@ -1,6 +1,7 @@
 """The figures of notebooks 04, 05 and 07 draw exactly the numbers they are given."""
 
 import numpy as np
+import pytest
 from conftest import small_config
 
 from holomerge_lab.pipeline import run
@@ -38,6 +39,14 @@ def test_run_figures_and_trace_figures(small_prepared):
     assert len(figure.data) == 6 and sum(len(t.x) for t in figure.data) == sum(
         len(c) for c in coords.values()
     )
+    names = small_prepared.stream.class_names
+    named = tsne_figure(coords, labels, class_names=names)
+    classes = sorted({int(c) for v in labels.values() for c in v})
+    assert [a.text for a in named.layout.annotations] == [f"<b>{names[c]}</b>" for c in classes]
+    first = next(iter(coords))
+    mine = np.concatenate([coords[k] for k in coords])[np.concatenate([labels[k] for k in coords]) == classes[0]]
+    assert named.layout.annotations[0].x == pytest.approx(float(mine[:, 0].mean()))
+    assert list(named.data[0].text) == [names[int(c)] for c in labels[first]]
 
 
 def test_html_table_escapes_and_keeps_its_class():
