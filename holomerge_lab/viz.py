@@ -18,6 +18,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from . import evidence
+from .data import TaskStream
 from .pipeline import RunResult
 from .probes import AlignmentStep, AlphaCurve
 
@@ -283,4 +284,30 @@ def discrepancy_figure(steps: Sequence[AlignmentStep], loss: str = "mse") -> go.
         title=f"Feature discrepancy to the teacher ({loss}) after each merge", xaxis_title="task merged",
         yaxis_title=loss,
     )  # fmt: skip
+    return figure
+
+
+def stream_images(stream: TaskStream, per_task: int = 6) -> tuple[np.ndarray, list[str]]:
+    """A mosaic of the stream's training images: one row per task, its first `per_task` images side by side
+    (grey images as they are stored, 0–255), and each row's name (the task and its classes)."""
+    rows, names = [], []
+    for task in stream.tasks:
+        images = task.train_images[:per_task].numpy()
+        if images.ndim == 4:  # colour [N, C, H, W] (folder streams): show the mean over channels
+            images = images.mean(1)
+        pad = np.zeros((per_task - len(images), *images.shape[1:]), dtype=images.dtype)
+        rows.append(np.concatenate(list(np.concatenate([images, pad])), axis=1))
+        names.append(task.name if stream.setting == "dil" else "/".join(stream.class_names[c] for c in task.classes))
+    return np.concatenate(rows, axis=0), names
+
+
+def stream_images_figure(stream: TaskStream, per_task: int = 6) -> go.Figure:
+    """`stream_images` drawn as one grey heat map, each row of tasks labelled."""
+    mosaic, names = stream_images(stream, per_task)
+    height = mosaic.shape[0] // len(names)
+    figure = go.Figure(go.Heatmap(z=mosaic[::-1], colorscale="gray", showscale=False, hoverinfo="skip"))
+    figure.update_yaxes(tickvals=[mosaic.shape[0] - height * (i + 0.5) for i in range(len(names))],
+                        ticktext=names, scaleanchor="x")  # fmt: skip
+    figure.update_xaxes(showticklabels=False)
+    figure.update_layout(title=f"{stream.name}: the first training images of each task", height=120 + 60 * len(names))
     return figure

@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.ntk import empirical_ntk, empirical_ntk_blocks, linearity_along_run, linearity_gap, step_seconds
+from holomerge_lab.ntk import (
+    empirical_ntk,
+    empirical_ntk_blocks,
+    linearity_along_run,
+    linearity_gap,
+    step_seconds,
+)
 
 
 class Square(nn.Module):
