@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.func import jacrev, vmap
 
 from .linearize import forward_fn
-from .pipeline import Prepared, RunConfig, fine_tune_task
+from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
 
 Params = dict[str, Tensor]
 Forward = Callable[..., Tensor]  # (params, inputs) -> outputs
@@ -118,3 +118,19 @@ def linearity_along_run(
             {"steps": int(steps), **linearity_gap(forward, forward_lin, prep.theta0, model.params, inputs)}
         )
     return rows
+
+
+def shift_measurements(prep: Prepared, t: int, *, config: RunConfig | None = None) -> dict[str, dict[str, float]]:
+    """Task t fine-tuned from θ0 both ways (`config`'s settings): per way, how far the weights moved (‖θ − θ0‖),
+    the real network's `linearity_gap` at those weights on task t's test images, and the accuracy of the model as
+    it was trained (f for standard, f_lin for tangent) on task t under its own head: does the linear model learn
+    less where the network has to move further?"""
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    forward_lin = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    out = {}
+    for name, tangent in (("standard", False), ("tangent", True)):
+        model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
+        gap = linearity_gap(forward, forward_lin, prep.theta0, model.params, prep.test_features[t])
+        logits, labels = test_logits(prep, forward_lin if tangent else forward, model.params, [t])
+        out[name] = {**gap, "accuracy": float((logits.argmax(1) == labels).float().mean())}
+    return out

@@ -21,6 +21,7 @@ from IPython.display import display
 
 from . import evidence
 from .align import LOSSES
+from .backbones import EFFNET_BLOCKS
 from .data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
 from .errors import UserError
 from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
@@ -44,6 +45,8 @@ CONTROLS: dict[str, Callable[[Any], W.ValueWidget]] = {
     "align_teacher": lambda v: W.Dropdown(options=["previous", "current"], value=v, description="align_teacher"),
     "align_steps": lambda v: W.IntSlider(value=v, min=1, max=max(200, v), description="align_steps", **_SLIDER),
     "align_lr": lambda v: W.FloatLogSlider(value=v, base=10, min=-8, max=-1, step=0.5, description="align_lr", **_SLIDER),
+    "lr": lambda v: W.FloatLogSlider(value=v, base=10, min=-5, max=-1, step=0.25, description="lr", **_SLIDER),
+    "trainable_from": lambda v: W.IntSlider(value=v, min=0, max=max(EFFNET_BLOCKS - 1, v), description="trainable_from", **_SLIDER),
     "seed": lambda v: W.BoundedIntText(value=v, min=0, max=2**31 - 1, description="seed"),
 }  # fmt: skip
 

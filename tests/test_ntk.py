@@ -124,3 +124,25 @@ def test_ntk_blocks_predict_one_sgd_step_of_a_linear_model():
     with torch.no_grad():
         moved = forward(stepped, x[0:1])[0] - forward(theta0, x[0:1])[0]
     assert torch.allclose(moved, -lr * blocks[0, 2] @ g_j, atol=1e-5)
+
+
+def test_shift_measurements_of_both_fine_tunings(small_prepared):
+    """Each way's numbers are those of its own fine-tuned model: the distance moved, and the accuracy of the model
+    it trained (f_lin for tangent), counted by hand from the head's argmax."""
+    from holomerge_lab.heads import head_logits
+    from holomerge_lab.ntk import shift_measurements
+    from holomerge_lab.pipeline import fine_tune_task
+
+    prep = small_prepared
+    got = shift_measurements(prep, 1)
+    for name, tangent in (("standard", False), ("tangent", True)):
+        model, _ = fine_tune_task(prep, 1, tangent=tangent)
+        moved = torch.sqrt(sum((model.params[k] - prep.theta0[k]).square().sum() for k in prep.theta0))
+        assert got[name]["weight_distance"] == pytest.approx(float(moved), rel=1e-5)
+        with torch.no_grad():
+            z = forward_fn(prep.backbone.top, prep.theta0, tangent)(model.params, prep.test_features[1])
+            predicted = head_logits(z, prep.heads[1], prep.config.logit_scale).argmax(1)
+        classes = torch.tensor(prep.stream.tasks[1].classes)
+        truth = (prep.stream.tasks[1].test_labels[:, None] == classes).float().argmax(1)
+        assert got[name]["accuracy"] == pytest.approx(float((predicted == truth).float().mean()))
+    assert got["standard"]["relative_gap"] > 0

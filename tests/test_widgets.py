@@ -10,12 +10,12 @@ from holomerge_lab.widgets import CONTROLS, Panel, control, stage_combinations
 
 
 def test_every_control_sets_its_own_config_field():
-    config = small_config(alpha=0.5, seed=0, center=False)
+    config = small_config(alpha=0.5, seed=0, center=False, trainable_from=15, lr=1e-3)
     panel = Panel(config, [f for f in CONTROLS if f != "stream"])
     new = {"pre": False, "during": False, "post": False, "center": True, "method": "average", "tasks": 2,
            "train_per_task": 60, "test_per_task": 40, "steps": 3, "alpha": 0.25, "align_loss": "cosine",
            "align_parameter": "projection", "align_teacher": "current", "align_steps": 7, "align_lr": 1e-4,
-           "seed": 4}  # fmt: skip
+           "lr": 1e-2, "trainable_from": 14, "seed": 4}  # fmt: skip
     for field, value in new.items():
         panel.controls[field].value = value
     assert dataclasses.replace(config, **new) == panel.config()
