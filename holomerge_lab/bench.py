@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from . import backbones
+from .errors import UserError
 from .fisher import diagonal_fisher
 from .heads import TaskLogits
 from .pipeline import METHODS, Prepared, RunConfig, fine_tune_task, prepare, run, task_objective
@@ -290,3 +291,16 @@ def bench(*, memory_tasks: Sequence[int] = (5, 20, 50, 100), rounds: int = 5) ->
 
 def dumps(results: dict) -> str:
     return json.dumps(results, indent=1, default=str)
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks"  # the repository's recorded results
+
+
+def shipped(name: str) -> dict:
+    """A recorded result of the repository's benchmarks/ folder (with the command that made it), for a notebook to
+    draw what is too slow to rerun live."""
+    path = SHIPPED / name
+    if not path.is_file():
+        raise UserError(f"{path} is not here: the shipped results live in the repository's benchmarks/ folder "
+                        "(clone the repository, or rerun the command that writes it)")  # fmt: skip
+    return json.loads(path.read_text())

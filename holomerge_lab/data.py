@@ -1091,6 +1091,13 @@ STREAMS: dict[str, Callable[..., TaskStream]] = {
 }
 
 
+def max_tasks(name: str, root: str | os.PathLike | None = None) -> int:
+    """The most tasks `name` can be cut into: every class group of a class-incremental stream (built once with
+    one image a task to count them), `MAX_DOMAINS` for a domain-incremental one."""
+    stream = build_stream(name, train_per_task=1, test_per_task=1, root=root)
+    return MAX_DOMAINS if stream.setting == "dil" else len(stream.tasks)
+
+
 def build_stream(
     name: str,
     n_tasks: int | None = None,

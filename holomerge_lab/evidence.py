@@ -149,3 +149,33 @@ def to_json(runs: Sequence[Run], reference: str = REFERENCE) -> dict:
             for e in effects(runs, reference)
         ],
     }
+
+
+def stage_effects(runs: Sequence[Run], metric: str = "ACC (task mean)") -> list[dict]:
+    """The main effect of each stage over a full 2³ grid of the holistic method: per seed, the mean of `metric`
+    over the four runs with the stage on minus the mean over the four with it off (= the mean of the four pairs
+    that differ in that stage alone), and the paired interval of that over the seeds. Every seed must have all
+    eight combinations."""
+    read = METRICS[metric]
+    grid: dict[int, dict[tuple, float]] = {}
+    for r in runs:
+        cell = grid.setdefault(r["seed"], {})
+        key = tuple(bool(r["stages"][s]) for s in STAGE_NAMES)
+        if key in cell:
+            raise ValueError(f"two runs of stages {key} with seed {r['seed']}: one grid per seed")
+        cell[key] = read(r)
+    for seed, cell in grid.items():
+        if len(cell) != 2 ** len(STAGE_NAMES):
+            raise ValueError(f"seed {seed} has {len(cell)} of the {2 ** len(STAGE_NAMES)} stage combinations")
+    out = []
+    for i, stage in enumerate(STAGE_NAMES):
+        on, off = (
+            {
+                s: sum(v for k, v in cell.items() if k[i] == state) / (len(cell) // 2)
+                for s, cell in grid.items()
+            }
+            for state in (True, False)
+        )
+        out.append({"comparison": f"stage {stage} ({STAGE_NAMES[stage]}), mean of 4 pairs", "other": stage,
+                    "metric": metric, "effect": stats.paired(on, off)})  # fmt: skip
+    return out

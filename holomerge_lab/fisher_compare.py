@@ -15,8 +15,9 @@ from torch import Tensor
 
 from .finetune import bias_corrected
 from .fisher import KINDS, functional_diagonal_fisher
-from .merging import TaskModel
-from .pipeline import Prepared, RunConfig, fine_tune_task, task_objective
+from .linearize import forward_fn
+from .merging import TaskModel, fisher_weighted_merge, interpolate
+from .pipeline import Prepared, RunConfig, evaluate, fine_tune_task, task_objective
 
 
 def ranks(values: Tensor) -> Tensor:
@@ -100,3 +101,41 @@ def task_importances(
     importances["v raw"] = dict(model.second_moment)
     importances["v corrected"] = bias_corrected(model.second_moment, model.beta2, model.steps)
     return model, importances
+
+
+def setting_measurements(
+    prep: Prepared,
+    config: RunConfig,
+    *,
+    tasks: tuple[int, int] = (0, 1),
+    examples: int | None = None,
+    fraction: float = 0.01,
+    alpha: float = 0.5,
+) -> dict[str, float]:
+    """One optimizer setting (β2, batch size, schedule in `config`), one seed: fine-tune both tasks in the tangent
+    space, then how well task a's bias-corrected v ranks coordinates like its true Fisher (mean Spearman ρ and
+    top-k overlap over layers), the mean scale of v and of the true Fisher, and the joint accuracy of the two task
+    models merged by the stage-2 rule with raw v against plain averaging (the merge the setting feeds)."""
+    a, b = tasks
+    model_a, found_a = task_importances(prep, a, config=config, kinds=("true",), examples=examples)
+    model_b, found_b = task_importances(prep, b, config=config, kinds=("true",), examples=examples)
+    rows = compare_importances(found_a["v corrected"], found_a["true"], fraction=fraction)
+
+    def scale(importance: Mapping[str, Tensor]) -> float:
+        return float(torch.stack([v.double().mean() for v in importance.values()]).mean())
+
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    merged, _ = fisher_weighted_merge(
+        model_a.params, model_b.params, found_a["v raw"], found_b["v raw"], alpha
+    )
+    averaged = interpolate(model_a.params, model_b.params, alpha)
+    upto = max(tasks)
+    return {
+        "mean ρ (v vs true)": sum(r["spearman"] for r in rows) / len(rows),
+        "mean top-k overlap": sum(r["top-k overlap"] for r in rows) / len(rows),
+        "v corrected scale": scale(found_a["v corrected"]),
+        "true Fisher scale": scale(found_a["true"]),
+        "v-weighted merge acc": evaluate(prep, forward, merged, upto)[1],
+        "average merge acc": evaluate(prep, forward, averaged, upto)[1],
+        "examples seen": float(model_a.steps * config.resolve().batch_size),
+    }

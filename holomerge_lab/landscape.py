@@ -9,6 +9,10 @@ Weight disentanglement (Ortiz-Jimenez et al., 2023) asks the same question of ta
 0 means adding the other task's vector never changes a task's predictions: the two tasks live in separate
 directions of weight space. The pure functions take callables; `pair_path` and `disentanglement` bind them to a
 prepared run.
+
+Linearity alone does not give that. In f_lin, adding τ2 moves every input's output by exactly J(x)·τ2, task 1's
+inputs included; disentanglement needs J(x)·τ2 ≈ 0 on task 1's support (*kernel localisation*, Ortiz-Jimenez et
+al.). `jacobian_movement` measures it.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call, jvp
 
+from . import stats
 from .linearize import forward_fn
 from .merging import Params, interpolate
 from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
@@ -143,3 +149,93 @@ def barriers(paths: Mapping[str, Mapping[str, list[float]]]) -> dict[str, dict[s
         }
         for name, p in paths.items()
     }
+
+
+@torch.no_grad()
+def jacobian_movement(
+    module: nn.Module,
+    theta0: Mapping[str, Tensor],
+    vector: Mapping[str, Tensor],
+    inputs: Tensor,
+    *,
+    batch_size: int = 256,
+) -> Tensor:
+    """‖J_θ f(x; θ0)·τ‖ for each input x: how far the task vector τ moves f_lin's output at x (exactly, since
+    f_lin(x; θ0 + τ1 + τ) − f_lin(x; θ0 + τ1) = J(x)·τ). One forward-mode pass per batch; J is never formed."""
+    names = list(vector)
+    primal = tuple(theta0[n] for n in names)
+    tangent = tuple(vector[n] for n in names)
+    norms = []
+    for i in range(0, len(inputs), batch_size):
+        x = inputs[i : i + batch_size]
+
+        def f(*values: Tensor, x: Tensor = x) -> Tensor:
+            return functional_call(module, {**theta0, **dict(zip(names, values, strict=True))}, (x,))
+
+        _, moved = jvp(f, primal, tangent)
+        norms.append(moved.flatten(1).norm(dim=1))
+    return torch.cat(norms)
+
+
+def vector_norm(vector: Mapping[str, Tensor]) -> float:
+    """‖τ‖ over every tensor of the task vector: how far fine-tuning moved the weights."""
+    return float(torch.sqrt(sum((v.double() ** 2).sum() for v in vector.values())))
+
+
+def pair_measurements(
+    prep: Prepared,
+    pair: Sequence[int],
+    alphas: Sequence[float],
+    map_alphas: Sequence[float],
+    *,
+    config: RunConfig | None = None,
+) -> dict:
+    """Everything notebook 02 reads off one prepared run (one seed), for standard and tangent task vectors:
+    the paths and their barriers, the ξ map and its mean, ‖τ‖ of both ends, each end model's accuracy on its own
+    task (joint head), and kernel localisation, E‖J(x)·τb‖ on task a's test inputs against on task b's."""
+    a, b = pair
+    paths = standard_and_tangent_paths(prep, pair, alphas)
+    heights = barriers(paths)
+    out: dict = {"paths": paths, "maps": {}, "numbers": {}}
+    for name, p in paths.items():
+        grid = disentanglement_map(
+            task_predictor(prep, p["forward"], list(pair)), prep.theta0, *p["models"], map_alphas
+        )
+        tau_a, tau_b = (task_vector(m, prep.theta0) for m in p["models"])
+        on_a, on_b = (
+            float(jacobian_movement(prep.backbone.top, prep.theta0, tau_b, prep.test_features[t]).mean())
+            for t in (a, b)
+        )
+        out["maps"][name] = grid
+        out["numbers"][name] = {
+            **heights[name],
+            "mean ξ": float(grid.mean()),
+            f"‖τ{a + 1}‖": vector_norm(tau_a),
+            f"‖τ{b + 1}‖": vector_norm(tau_b),
+            f"task {a + 1} model on task {a + 1}": p[f"accuracy task {a + 1}"][0],
+            f"task {b + 1} model on task {b + 1}": p[f"accuracy task {b + 1}"][-1],
+            f"E‖J·τ{b + 1}‖ on task {a + 1}": on_a,
+            f"E‖J·τ{b + 1}‖ on task {b + 1}": on_b,
+            "localisation ratio": on_a / on_b if on_b > 0 else float("nan"),
+        }
+    return out
+
+
+def compare_over_seeds(numbers_by_seed: Mapping[int, Mapping[str, Mapping[str, float]]]) -> list[dict]:
+    """One row per quantity of `pair_measurements`' numbers: standard and tangent as mean ± 95 % CI over the seeds,
+    and the paired per-seed difference tangent − standard with its CI, seeds agreeing and verdict."""
+    seeds = sorted(numbers_by_seed)
+    quantities = list(numbers_by_seed[seeds[0]]["standard"])
+    rows = []
+    for q in quantities:
+        per = {n: {s: numbers_by_seed[s][n][q] for s in seeds} for n in ("standard", "tangent")}
+        effect = stats.paired(per["tangent"], per["standard"])
+        rows.append({
+            "quantity": q,
+            "standard": stats.format_interval(stats.interval(list(per["standard"].values()))),
+            "tangent": stats.format_interval(stats.interval(list(per["tangent"].values()))),
+            "tangent − standard": stats.format_interval(effect.interval, signed=True),
+            "seeds agreeing": f"{effect.agree}/{effect.interval.n}",
+            "verdict": effect.verdict.replace("a > b", "tangent higher").replace("a < b", "tangent lower"),
+        })  # fmt: skip
+    return rows

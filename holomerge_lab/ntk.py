@@ -3,7 +3,8 @@
 - `linearity_gap`: f(x; θ) against its Taylor expansion f_lin(x; θ) around θ0 at the same θ. Near θ0 they agree;
   the gap grows as fine-tuning moves θ away. Tangent fine-tuning trains f_lin itself, so for it the gap is the
   price of the approximation, not an error.
-- `empirical_ntk`: Θ(x, x') = Σ_c ⟨∂f_c(x)/∂θ, ∂f_c(x')/∂θ⟩ at θ0, the kernel that f_lin's training follows.
+- `empirical_ntk_blocks`: the C×C block Θ_cd(x, x') = ⟨∂f_c(x)/∂θ, ∂f_d(x')/∂θ⟩ at θ0, the kernel that f_lin's
+  training follows; `empirical_ntk`: its trace over the C outputs.
 - `linearity_along_run`: the gap after k steps of standard fine-tuning on a prepared task, for growing k.
 - `step_seconds`: the time of one training step, to compare a tangent step (forward + jvp) with a plain one.
 """
@@ -20,7 +21,7 @@ from torch import Tensor
 from torch.func import jacrev, vmap
 
 from .linearize import forward_fn
-from .pipeline import Prepared, RunConfig, fine_tune_task
+from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
 
 Params = dict[str, Tensor]
 Forward = Callable[..., Tensor]  # (params, inputs) -> outputs
@@ -55,9 +56,11 @@ def linearity_gap(
     }
 
 
-def empirical_ntk(forward: Forward, params: Mapping[str, Tensor], inputs: Tensor) -> Tensor:
-    """[N, N] empirical neural tangent kernel of `forward(params, x)` (outputs [B, C]) at `params`, traced over
-    the C outputs: Θ[i, j] = Σ_c Σ_θ ∂f_c(x_i)/∂θ · ∂f_c(x_j)/∂θ. Memory is N × C × parameters: keep N and C small."""
+def empirical_ntk_blocks(forward: Forward, params: Mapping[str, Tensor], inputs: Tensor) -> Tensor:
+    """[N, N, C, C] the full empirical NTK of `forward(params, x)` (outputs [B, C]) at `params`:
+    Θ[i, j, c, d] = Σ_θ ∂f_c(x_i)/∂θ · ∂f_d(x_j)/∂θ. A gradient step on example j alone changes the outputs at x_i,
+    to first order, by −η · Θ[i, j] @ ∂ℓ/∂f(x_j): a C×C block times a C-vector, not one number.
+    Memory is N × C × parameters: keep N and C small."""
     params = {k: v.detach() for k, v in params.items()}
 
     def one(p: Params, x: Tensor) -> Tensor:
@@ -65,7 +68,14 @@ def empirical_ntk(forward: Forward, params: Mapping[str, Tensor], inputs: Tensor
 
     jac = vmap(jacrev(one), in_dims=(None, 0))(params, inputs)  # name -> [N, C, *shape]
     flat = torch.cat([j.flatten(2) for j in jac.values()], dim=2)  # [N, C, P]
-    return torch.einsum("icp,jcp->ij", flat, flat)
+    return torch.einsum("icp,jdp->ijcd", flat, flat)
+
+
+def empirical_ntk(forward: Forward, params: Mapping[str, Tensor], inputs: Tensor) -> Tensor:
+    """[N, N] the trace of each C×C block of `empirical_ntk_blocks`: Θ[i, j] = Σ_c Σ_θ ∂f_c(x_i)/∂θ · ∂f_c(x_j)/∂θ.
+    It summarises how strongly two examples' outputs move together; it says how one step moves another example's
+    prediction only when the blocks are close to a multiple of the identity."""
+    return empirical_ntk_blocks(forward, params, inputs).diagonal(dim1=2, dim2=3).sum(-1)
 
 
 def step_seconds(
@@ -108,3 +118,21 @@ def linearity_along_run(
             {"steps": int(steps), **linearity_gap(forward, forward_lin, prep.theta0, model.params, inputs)}
         )
     return rows
+
+
+def shift_measurements(
+    prep: Prepared, t: int, *, config: RunConfig | None = None
+) -> dict[str, dict[str, float]]:
+    """Task t fine-tuned from θ0 both ways (`config`'s settings): per way, how far the weights moved (‖θ − θ0‖),
+    the real network's `linearity_gap` at those weights on task t's test images, and the accuracy of the model as
+    it was trained (f for standard, f_lin for tangent) on task t under its own head: does the linear model learn
+    less where the network has to move further?"""
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    forward_lin = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    out = {}
+    for name, tangent in (("standard", False), ("tangent", True)):
+        model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
+        gap = linearity_gap(forward, forward_lin, prep.theta0, model.params, prep.test_features[t])
+        logits, labels = test_logits(prep, forward_lin if tangent else forward, model.params, [t])
+        out[name] = {**gap, "accuracy": float((logits.argmax(1) == labels).float().mean())}
+    return out

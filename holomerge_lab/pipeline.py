@@ -339,26 +339,18 @@ class RunResult:
         )  # fmt: skip
 
 
-def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
-    """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
+def stream_for(config: RunConfig, image_size: int | None = None) -> TaskStream:
+    """The task stream a run of `config` sees (its sizes checked against what the source holds), without any
+    model: `prepare` builds it this way, and a test can check a notebook's settings without training.
+    `image_size`: decode folder images at this size (a CLIP tower that sees pixels)."""
     config = config.resolve()
-    backbone = build_backbone(
-        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
-        pretrained=config.pretrained,
-    )  # fmt: skip
 
     def stream_of(train_per_task: int | None) -> TaskStream:
         return build_stream(
-            config.stream,
-            n_tasks=config.tasks,
-            train_per_task=train_per_task,
-            test_per_task=config.test_per_task,
-            order=config.order,
-            seed=config.seed,
-            root=config.data_root,
-            download=config.download,
-            image_size=backbone.image_size if backbone.pixels_in_top else None,
-        )  # fmt: skip  (CLIP: folder images are decoded at the tower's input size, as open_clip would)
+            config.stream, n_tasks=config.tasks, train_per_task=train_per_task,
+            test_per_task=config.test_per_task, order=config.order, seed=config.seed, root=config.data_root,
+            download=config.download, image_size=image_size,
+        )  # fmt: skip
 
     stream = stream_of(config.train_per_task)
     cap = config.max_train_per_task
@@ -368,6 +360,18 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
         and min(len(t.train_labels) for t in stream.tasks) > cap
     ):
         stream = stream_of(cap)
+    return stream
+
+
+def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
+    """Build the stream and backbone, cache trunk features, and build the frozen heads from θ0's embeddings."""
+    config = config.resolve()
+    backbone = build_backbone(
+        config.backbone, image_size=config.image_size, trainable_from=config.trainable_from,
+        pretrained=config.pretrained,
+    )  # fmt: skip
+    # CLIP: folder images are decoded at the tower's input size, as open_clip would
+    stream = stream_for(config, backbone.image_size if backbone.pixels_in_top else None)
     device = resolve_device(config.device)
     if backbone.pixels_in_top:  # CLIP: the trunk's blocks (if any) run on the device too
         backbone.model.to(device)

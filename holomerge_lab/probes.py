@@ -156,3 +156,57 @@ def discrepancy_trend(
     values = np.array([s.discrepancy[data][model][loss] for s in steps])
     slope = np.polyfit([s.task for s in steps], values, 1)[0]
     return float(slope), float(values[0]), float(values[-1])
+
+
+@dataclass
+class DriftTrace:
+    """Drift against a fixed reference: drift[t][j] = discrepancy between the model served after task t and the
+    model served right after task j, both on task j's test images (NaN for j > t; 0 on the diagonal)."""
+
+    loss: str
+    drift: np.ndarray  # [T, T]
+    acc_matrix: np.ndarray  # R[t][j] of the same run
+    post: bool  # whether alignment was on
+
+    def at_lag(self) -> np.ndarray:
+        """Mean over j of drift[j + k][j], for k = 0 … T − 1: how far a task's features have moved k tasks after
+        it was learnt. Growing with k is accumulation; flat is a bounded error."""
+        n = len(self.drift)
+        return np.array([np.mean([self.drift[j + k][j] for j in range(n - k)]) for k in range(n)])
+
+
+def feature_drift(
+    config: RunConfig, prepared: Prepared | None = None, *, loss: str = "mse", progress: bool = False
+) -> DriftTrace:
+    """Run the method (stages as configured) and, after every task t, compare the served model's features on each
+    earlier task j's test images with the features the model served right after task j had on them: a fixed
+    reference per task, unlike the one-step discrepancy to the previous model that `alignment_trace` measures."""
+    if loss not in LOSSES:
+        raise UserError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    prep = prepared if prepared is not None else prepare(config, progress=progress)
+    n = len(prep.stream.tasks)
+    drift = np.full((n, n), np.nan)
+    reference: list[Tensor] = []
+
+    def observe(merge: Merge) -> None:
+        t = merge.task
+        reference.append(features(merge.forward, merge.aligned, prep.test_features[t]))
+        drift[t][t] = 0.0  # the reference itself
+        for j in range(t):
+            now = features(merge.forward, merge.aligned, prep.test_features[j])
+            drift[t][j] = feature_discrepancy(now, reference[j], loss)
+
+    result = run(config, prep, progress=progress, observe=observe)
+    return DriftTrace(loss, drift, result.acc_matrix, config.resolve().post)
+
+
+def ema_shares(alphas: list[float]) -> np.ndarray:
+    """Each task's share of θ̄ after the last task, when every merge is θ̄(t) = (1 − α_t)·θ̄(t−1) + α_t·θ(t) (plain
+    interpolation; the v-weighted rule reshapes these shares per coordinate). The first task is kept whole
+    (α_1 = 1 in effect). Task j's share is α_j·Π_{i>j}(1 − α_i): a fixed α gives α(1 − α)^(T−j), an exponential
+    moving average over tasks; α_t = 1/t gives 1/T each, the plain average."""
+    shares = np.zeros(len(alphas))
+    for t, alpha in enumerate(alphas):
+        shares *= 1 - (alpha if t else 1.0)
+        shares[t] = alpha if t else 1.0
+    return shares

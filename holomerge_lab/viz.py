@@ -19,6 +19,7 @@ from plotly.subplots import make_subplots
 
 from . import evidence
 from .checkpoints import atomic_write_text
+from .data import TaskStream
 from .pipeline import RunResult
 from .probes import AlignmentStep, AlphaCurve
 
@@ -255,18 +256,32 @@ def alpha_curve_figure(curve: AlphaCurve) -> go.Figure:
     return figure
 
 
-def tsne_figure(coords: dict[str, np.ndarray], labels: dict[str, np.ndarray], title: str = "") -> go.Figure:
-    """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data."""
+def tsne_figure(
+    coords: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> go.Figure:
+    """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data. With
+    `class_names`, each class is named on the page at the centre of its points (all sets), and in the hover."""
     colours = {"previous": "#1f77b4", "merged": "#d62728", "aligned": "#2ca02c"}
     symbols = {"old": "circle", "new": "x"}
+    name_of = (lambda c: class_names[int(c)]) if class_names is not None else (lambda c: f"class {c}")
     figure = go.Figure()
     for name, xy in coords.items():
         model, data = name.split("/")
         figure.add_scatter(
             x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers", name=f"{model} on {data} data",
-            text=[f"class {c}" for c in labels[name]], opacity=0.6,
+            text=[name_of(c) for c in labels[name]], opacity=0.6,
             marker=dict(color=colours.get(model), symbol=symbols.get(data, "circle"), size=6),
         )  # fmt: skip
+    if class_names is not None:
+        points = np.concatenate(list(coords.values()))
+        classes = np.concatenate([labels[k] for k in coords])
+        for c in np.unique(classes):
+            x, y = points[classes == c].mean(0)
+            figure.add_annotation(x=float(x), y=float(y), text=f"<b>{name_of(c)}</b>", showarrow=False,
+                                  bgcolor="rgba(255,255,255,0.7)")  # fmt: skip
     figure.update_layout(title=title, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
     return figure
 
@@ -285,4 +300,34 @@ def discrepancy_figure(steps: Sequence[AlignmentStep], loss: str = "mse") -> go.
         title=f"Feature discrepancy to the teacher ({loss}) after each merge", xaxis_title="task merged",
         yaxis_title=loss,
     )  # fmt: skip
+    return figure
+
+
+def stream_images(stream: TaskStream, per_task: int = 6) -> tuple[np.ndarray, list[str]]:
+    """A mosaic of the stream's training images: one row per task, its first `per_task` images side by side
+    (grey images as they are stored, 0–255), and each row's name (the task and its classes)."""
+    rows, names = [], []
+    for task in stream.tasks:
+        images = task.train_images[:per_task].numpy()
+        if images.ndim == 4:  # colour [N, C, H, W] (folder streams): show the mean over channels
+            images = images.mean(1)
+        pad = np.zeros((per_task - len(images), *images.shape[1:]), dtype=images.dtype)
+        rows.append(np.concatenate(list(np.concatenate([images, pad])), axis=1))
+        names.append(
+            task.name if stream.setting == "dil" else "/".join(stream.class_names[c] for c in task.classes)
+        )
+    return np.concatenate(rows, axis=0), names
+
+
+def stream_images_figure(stream: TaskStream, per_task: int = 6) -> go.Figure:
+    """`stream_images` drawn as one grey heat map, each row of tasks labelled."""
+    mosaic, names = stream_images(stream, per_task)
+    height = mosaic.shape[0] // len(names)
+    figure = go.Figure(go.Heatmap(z=mosaic[::-1], colorscale="gray", showscale=False, hoverinfo="skip"))
+    figure.update_yaxes(tickvals=[mosaic.shape[0] - height * (i + 0.5) for i in range(len(names))],
+                        ticktext=names, scaleanchor="x")  # fmt: skip
+    figure.update_xaxes(showticklabels=False)
+    figure.update_layout(
+        title=f"{stream.name}: the first training images of each task", height=120 + 60 * len(names)
+    )
     return figure

@@ -21,7 +21,8 @@ from IPython.display import display
 
 from . import evidence
 from .align import LOSSES
-from .data import STREAMS, cache_dir
+from .backbones import EFFNET_BLOCKS
+from .data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
 from .errors import UserError
 from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
 from .viz import comparison_figure, html_table
@@ -43,6 +44,9 @@ CONTROLS: dict[str, Callable[[Any], W.ValueWidget]] = {
     "align_parameter": lambda v: W.Dropdown(options=["bias", "projection"], value=v, description="align_parameter"),
     "align_teacher": lambda v: W.Dropdown(options=["previous", "current"], value=v, description="align_teacher"),
     "align_steps": lambda v: W.IntSlider(value=v, min=1, max=max(200, v), description="align_steps", **_SLIDER),
+    "align_lr": lambda v: W.FloatLogSlider(value=v, base=10, min=-8, max=-1, step=0.5, description="align_lr", **_SLIDER),
+    "lr": lambda v: W.FloatLogSlider(value=v, base=10, min=-5, max=-1, step=0.25, description="lr", **_SLIDER),
+    "trainable_from": lambda v: W.IntSlider(value=v, min=0, max=max(EFFNET_BLOCKS - 1, v), description="trainable_from", **_SLIDER),
     "seed": lambda v: W.BoundedIntText(value=v, min=0, max=2**31 - 1, description="seed"),
 }  # fmt: skip
 
@@ -63,6 +67,8 @@ def control(field: str, config: RunConfig) -> W.ValueWidget:
     if value is None:
         raise UserError(f"set {field} in the panel's config: a slider needs a starting value")
     widget = CONTROLS[field](value)
+    if field == "stream" and config.data_root is None:  # folder streams need a data root: not offered without
+        widget.options = [s for s in STREAMS if s not in FOLDER_STREAMS or s == value]
     widget.add_class(f"hm-{field}")
     return widget
 
@@ -169,6 +175,12 @@ class Panel:
     ):
         self.base = config
         self.controls = {f: control(f, config) for f in fields}
+        if (
+            "tasks" in self.controls
+        ):  # the slider stops at what the stream holds, and follows a change of stream
+            self._fit_tasks(self.controls["stream"].value if "stream" in self.controls else config.stream)
+            if "stream" in self.controls:
+                self.controls["stream"].observe(lambda change: self._fit_tasks(change["new"]), names="value")
         self.seeds = None
         if seeds is not None:
             self.seeds = W.IntSlider(value=seeds, min=1, max=max(10, seeds), description="seeds", **_SLIDER)
@@ -202,6 +214,11 @@ class Panel:
             self.log, self.table, self.output,
         ])  # fmt: skip
         self.widget.add_class("hm-panel")
+
+    def _fit_tasks(self, stream: str) -> None:
+        slider = self.controls["tasks"]
+        most = max_tasks(stream, self.base.data_root)
+        slider.max = max(slider.min, min(most, max(20, slider.value)))  # DIL: up to 20 here, more by typing
 
     def _ipython_display_(self):
         display(self.widget)

@@ -79,3 +79,27 @@ def test_task_importances_are_the_fisher_and_v_of_the_fine_tuned_model(small_pre
         assert torch.equal(found["v raw"][k], again.second_moment[k])
         corrected = bias_corrected(again.second_moment, again.beta2, again.steps)[k]
         assert torch.allclose(found["v corrected"][k], corrected)
+
+
+def test_setting_measurements_merge_the_two_task_models(small_prepared):
+    """The merge accuracies are the two tangent task models merged by hand: raw v as weights, and the plain mean."""
+    import dataclasses
+
+    from holomerge_lab.fisher_compare import setting_measurements, task_importances
+    from holomerge_lab.linearize import forward_fn
+    from holomerge_lab.pipeline import evaluate
+
+    prep = small_prepared
+    config = dataclasses.replace(prep.config, beta2=0.99)
+    got = setting_measurements(prep, config, examples=8)
+    (a, fa), (b, fb) = (task_importances(prep, t, config=config, kinds=("true",), examples=8) for t in (0, 1))
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    mean = {k: (a.params[k] + b.params[k]) / 2 for k in a.params}
+    w = {k: fa["v raw"][k] + fb["v raw"][k] for k in fa["v raw"]}
+    by_hand = {k: torch.where(w[k] > 0, (fa["v raw"][k] * a.params[k] + fb["v raw"][k] * b.params[k]) / w[k], mean[k])
+               if k in w else mean[k] for k in a.params}  # fmt: skip  (no v anywhere: the plain mean)
+    assert got["v-weighted merge acc"] == pytest.approx(evaluate(prep, forward, by_hand, 1)[1], abs=1e-6)
+    assert got["average merge acc"] == pytest.approx(evaluate(prep, forward, mean, 1)[1], abs=1e-6)
+    rows = compare_importances(fa["v corrected"], fa["true"])
+    assert got["mean ρ (v vs true)"] == pytest.approx(sum(r["spearman"] for r in rows) / len(rows))
+    assert got["examples seen"] == config.resolve().steps * config.resolve().batch_size

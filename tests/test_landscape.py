@@ -112,3 +112,52 @@ def test_standard_and_tangent_paths_walk_the_fine_tuned_pairs(small_prepared):
     assert (
         set(heights) == {"standard", "tangent"} and heights["standard"]["loss barrier"] == 0.0
     )  # two points
+
+
+def test_jacobian_movement_is_the_explicit_jacobian_times_the_vector():
+    """‖J(x)·τ‖ from one jvp against the Jacobian formed by reverse mode (torch.func.jacrev), flattened by hand."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4))
+    theta0 = {n: p.detach().clone() for n, p in module.named_parameters()}
+    vector = {n: torch.randn_like(p) for n, p in theta0.items() if n.startswith("0.")}  # first layer only
+    inputs = torch.randn(7, 3)
+    got = landscape.jacobian_movement(module, theta0, vector, inputs, batch_size=3)
+    for i, x in enumerate(inputs):
+        jac = torch.func.jacrev(
+            lambda p, x=x: torch.func.functional_call(module, {**theta0, **p}, (x,))
+        )({n: theta0[n] for n in vector})
+        moved = sum(jac[n].reshape(4, -1) @ vector[n].flatten() for n in vector)
+        assert got[i] == pytest.approx(float(moved.norm()), rel=1e-5)
+
+
+def test_tangent_outputs_move_by_the_jacobian_of_the_other_vector(small_prepared):
+    """In f_lin, adding τ2 to θ0 + τ1 moves every output by J(x)·τ2, not by zero: linearity is not localisation."""
+    prep = small_prepared
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=True)
+    a, _ = fine_tune_task(prep, 0, tangent=True)
+    b, _ = fine_tune_task(prep, 1, tangent=True)
+    tau1, tau2 = landscape.task_vector(a.params, prep.theta0), landscape.task_vector(b.params, prep.theta0)
+    x = prep.test_features[0]
+    with torch.no_grad():
+        moved = forward(landscape.add_task_vectors(prep.theta0, [tau1, tau2], [1, 1]), x) - forward(a.params, x)
+    expected = landscape.jacobian_movement(prep.backbone.top, prep.theta0, tau2, x)
+    assert torch.allclose(moved.norm(dim=1), expected, rtol=1e-3, atol=1e-5)
+    assert expected.mean() > 0
+
+
+def test_vector_norm_by_hand():
+    assert landscape.vector_norm({"a": torch.tensor([3.0]), "b": torch.tensor([[4.0, 0.0]])}) == pytest.approx(5.0)
+
+
+def test_compare_over_seeds_pairs_the_seeds():
+    numbers = {
+        s: {"standard": {"barrier": base}, "tangent": {"barrier": base + gap}}
+        for s, base, gap in ((0, 0.5, -0.2), (1, 0.2, -0.25), (2, 0.9, -0.22))
+    }
+    (row,) = landscape.compare_over_seeds(numbers)
+    from holomerge_lab import stats
+
+    diffs = stats.interval([(0.5 - 0.2) - 0.5, (0.2 - 0.25) - 0.2, (0.9 - 0.22) - 0.9])
+    assert row["tangent − standard"] == stats.format_interval(diffs, signed=True)
+    assert row["standard"] == stats.format_interval(stats.interval([0.5, 0.2, 0.9]))
+    assert row["seeds agreeing"] == "3/3" and row["verdict"] == "tangent lower"

@@ -33,9 +33,7 @@ def test_committed_without_outputs_or_widget_state(path):
             assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, path.name
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY], ids=lambda p: p.stem)
-def test_runs_headless_in_fast_mode(path, tmp_path):
+def execute_fast(path: Path, tmp_path: Path) -> None:
     """Seen here, now and then: a cell's closing IOPub message never reaches nbclient, which then waits out its
     per-cell timeout (90 s; fast-mode cells take seconds) and goes on. Each run also has a wall-clock limit; a run
     stuck past it is killed and run again in a fresh process. A notebook that fails fails every attempt."""
@@ -61,3 +59,69 @@ def test_runs_headless_in_fast_mode(path, tmp_path):
                 f.write(f"{path.name}\t{seconds:.1f}\n")
         return
     pytest.fail(f"{path.name}: no run finished within {SECONDS} s in {ATTEMPTS} attempts")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY], ids=lambda p: p.stem)
+def test_runs_headless_in_fast_mode(path, tmp_path):
+    execute_fast(path, tmp_path)
+
+
+@pytest.mark.notebooks
+def test_loss_barriers_notebook_holds_on_other_seeds(tmp_path):
+    """Every assert of notebook 02 is a fact, not a draw: it passes on two seeds the notebook never uses."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("02"))
+    notebook = json.loads(path.read_text())
+    cell = notebook["cells"][parameters_cell(path)]
+    cell["source"] = "".join(cell["source"]) + "\nSEEDS = [3, 4]\nconfig = dataclasses.replace(config, seed=SEEDS[0])"
+    copy = tmp_path / path.name
+    copy.write_text(json.dumps(notebook))
+    execute_fast(copy, tmp_path)
+
+def parameters_cell(path: Path) -> int:
+    """The index of the notebook's cell tagged `parameters`: the one cell that sets every size a run uses."""
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: tag exactly one cell 'parameters', found {len(tagged)}"
+    return tagged[0]
+
+
+def resolve_parameters(path: Path, overrides: str = "") -> dict:
+    """Run a notebook's code cells up to its parameters cell (plus `overrides`) as plain Python, no kernel, and
+    return the names they define. Nothing in those cells trains or loads data."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    cells = json.loads(path.read_text())["cells"]
+    namespace: dict = {}
+    for cell in cells[: parameters_cell(path) + 1]:
+        if cell["cell_type"] == "code":
+            exec(TransformerManager().transform_cell("".join(cell["source"])), namespace)
+    exec(overrides, namespace)
+    return namespace
+
+
+def run_configs(namespace: dict) -> list:
+    """Every RunConfig a parameters cell defines, alone or inside a list, tuple or dict."""
+    from holomerge_lab.pipeline import RunConfig
+
+    values = list(namespace.values())
+    values += [v for c in list(values) if isinstance(c, (list, tuple)) for v in c]
+    values += [v for c in list(values) if isinstance(c, dict) for v in c.values()]
+    return [v for v in values if isinstance(v, RunConfig)]
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY], ids=lambda p: p.stem)
+def test_normal_mode_settings_fit_the_streams(path, monkeypatch):
+    """A reader runs the notebooks with fast mode off, which the execution test never does: every config of the
+    parameters cell must resolve, and its stream must hold the sizes it asks for (built here, nothing trained)."""
+    from holomerge_lab import pipeline
+
+    monkeypatch.delenv("HOLOMERGE_FAST", raising=False)
+    monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: pytest.fail("the parameters cell must not prepare"))
+    configs = run_configs(resolve_parameters(path))
+    assert configs, f"{path.name}: its parameters cell defines no RunConfig"
+    for config in configs:
+        stream = pipeline.stream_for(config)
+        resolved = config.resolve()
+        if resolved.tasks is not None:
+            assert len(stream.tasks) == resolved.tasks, (path.name, config)

@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.ntk import empirical_ntk, linearity_along_run, linearity_gap, step_seconds
+from holomerge_lab.ntk import (
+    empirical_ntk,
+    empirical_ntk_blocks,
+    linearity_along_run,
+    linearity_gap,
+    step_seconds,
+)
 
 
 class Square(nn.Module):
@@ -96,3 +102,47 @@ def test_linearity_along_run_starts_at_theta0_and_matches_single_runs(small_prep
         prep.test_features[0],
     )
     assert rows[-1] == pytest.approx({"steps": 4, **expected})
+
+
+def test_ntk_blocks_predict_one_sgd_step_of_a_linear_model():
+    """For a model linear in θ, one SGD step on example j moves f(x_i) by exactly −η · Θ[i, j] @ ∂ℓ/∂f(x_j)."""
+    torch.manual_seed(0)
+    module, x = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 3)), torch.randn(4, 3)
+    theta0 = {k: v.detach().clone() for k, v in module.named_parameters()}
+    forward = forward_fn(module, theta0, True)  # f_lin: linear in θ
+    blocks = empirical_ntk_blocks(forward, theta0, x)
+    assert torch.allclose(blocks.diagonal(dim1=2, dim2=3).sum(-1), empirical_ntk(forward, theta0, x))
+    params = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
+    out_j = forward(params, x[2:3])
+    loss = torch.nn.functional.cross_entropy(out_j, torch.tensor([1]))
+    grads = torch.autograd.grad(loss, list(params.values()))
+    g_j = torch.autograd.functional.jacobian(
+        lambda z: torch.nn.functional.cross_entropy(z, torch.tensor([1])), out_j.detach()
+    )[0]
+    lr = 0.1
+    stepped = {k: theta0[k] - lr * g for k, g in zip(params, grads, strict=True)}
+    with torch.no_grad():
+        moved = forward(stepped, x[0:1])[0] - forward(theta0, x[0:1])[0]
+    assert torch.allclose(moved, -lr * blocks[0, 2] @ g_j, atol=1e-5)
+
+
+def test_shift_measurements_of_both_fine_tunings(small_prepared):
+    """Each way's numbers are those of its own fine-tuned model: the distance moved, and the accuracy of the model
+    it trained (f_lin for tangent), counted by hand from the head's argmax."""
+    from holomerge_lab.heads import head_logits
+    from holomerge_lab.ntk import shift_measurements
+    from holomerge_lab.pipeline import fine_tune_task
+
+    prep = small_prepared
+    got = shift_measurements(prep, 1)
+    for name, tangent in (("standard", False), ("tangent", True)):
+        model, _ = fine_tune_task(prep, 1, tangent=tangent)
+        moved = torch.sqrt(sum((model.params[k] - prep.theta0[k]).square().sum() for k in prep.theta0))
+        assert got[name]["weight_distance"] == pytest.approx(float(moved), rel=1e-5)
+        with torch.no_grad():
+            z = forward_fn(prep.backbone.top, prep.theta0, tangent)(model.params, prep.test_features[1])
+            predicted = head_logits(z, prep.heads[1], prep.config.logit_scale).argmax(1)
+        classes = torch.tensor(prep.stream.tasks[1].classes)
+        truth = (prep.stream.tasks[1].test_labels[:, None] == classes).float().argmax(1)
+        assert got[name]["accuracy"] == pytest.approx(float((predicted == truth).float().mean()))
+    assert got["standard"]["relative_gap"] > 0

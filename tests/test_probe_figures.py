@@ -1,6 +1,7 @@
 """The figures of notebooks 04, 05 and 07 draw exactly the numbers they are given."""
 
 import numpy as np
+import pytest
 from conftest import small_config
 
 from holomerge_lab.pipeline import run
@@ -38,8 +39,31 @@ def test_run_figures_and_trace_figures(small_prepared):
     assert len(figure.data) == 6 and sum(len(t.x) for t in figure.data) == sum(
         len(c) for c in coords.values()
     )
+    names = small_prepared.stream.class_names
+    named = tsne_figure(coords, labels, class_names=names)
+    classes = sorted({int(c) for v in labels.values() for c in v})
+    assert [a.text for a in named.layout.annotations] == [f"<b>{names[c]}</b>" for c in classes]
+    first = next(iter(coords))
+    mine = np.concatenate([coords[k] for k in coords])[np.concatenate([labels[k] for k in coords]) == classes[0]]
+    assert named.layout.annotations[0].x == pytest.approx(float(mine[:, 0].mean()))
+    assert list(named.data[0].text) == [names[int(c)] for c in labels[first]]
 
 
 def test_html_table_escapes_and_keeps_its_class():
     text = html_table([{"a": "<b>", "b": 1}], "hm-results")
     assert 'class="hm-results"' in text and "&lt;b&gt;" in text and text.count("<tr>") == 2
+
+
+def test_stream_images_are_the_tasks_first_images_row_by_row():
+    from holomerge_lab.data import build_stream
+    from holomerge_lab.viz import stream_images, stream_images_figure
+
+    stream = build_stream("split-digits", train_per_task=4, test_per_task=2)
+    mosaic, names = stream_images(stream, per_task=3)
+    h, w = stream.tasks[0].train_images.shape[1:]
+    assert mosaic.shape == (h * len(stream.tasks), w * 3)
+    assert np.array_equal(mosaic[h : 2 * h, w : 2 * w], stream.tasks[1].train_images[1].numpy())
+    assert names[0] == "/".join(stream.class_names[c] for c in stream.tasks[0].classes)
+    figure = stream_images_figure(stream, per_task=3)
+    assert np.array_equal(np.asarray(figure.data[0].z), mosaic[::-1])
+    assert list(figure.layout.yaxis.ticktext) == names

@@ -15,6 +15,7 @@ from holomerge_lab.probes import (
     alignment_trace,
     alpha_curve,
     discrepancy_trend,
+    feature_drift,
     step_embedding,
 )
 from holomerge_lab.tsne import joint_tsne
@@ -89,3 +90,32 @@ def test_discrepancy_trend_is_the_least_squares_slope():
     assert discrepancy_trend(steps) == pytest.approx((2.0, 1.0, 7.0))
     with pytest.raises(UserError, match="two merges"):
         discrepancy_trend(steps[:1])
+
+
+def test_ema_shares_closed_forms():
+    from holomerge_lab.probes import ema_shares
+
+    fixed = ema_shares([0.4] * 6)
+    assert fixed[1:] == pytest.approx([0.4 * 0.6 ** (5 - j) for j in range(1, 6)])
+    assert fixed[0] == pytest.approx(0.6**5) and fixed.sum() == pytest.approx(1.0)
+    assert ema_shares([1 / (t + 1) for t in range(7)]) == pytest.approx([1 / 7] * 7)
+
+
+def test_feature_drift_is_measured_against_each_tasks_own_reference(small_prepared):
+    """drift[t][j] by hand: replay the run, keep the served models, compare their features on task j."""
+    from holomerge_lab.align import feature_discrepancy
+    from holomerge_lab.pipeline import features, run
+
+    prep = small_prepared
+    trace = feature_drift(prep.config, prep, loss="cosine")
+    served = []
+    run(prep.config, prep, progress=False, observe=lambda m: served.append((m.forward, m.aligned)))
+    n = len(prep.stream.tasks)
+    assert np.isnan(trace.drift[np.triu_indices(n, 1)]).all() and (np.diag(trace.drift) == 0).all()
+    forward, last = served[-1]
+    for j in range(n - 1):
+        ref = features(served[j][0], served[j][1], prep.test_features[j])
+        expected = feature_discrepancy(features(forward, last, prep.test_features[j]), ref, "cosine")
+        assert trace.drift[n - 1][j] == pytest.approx(expected, rel=1e-5, abs=1e-8)
+    lag = trace.at_lag()
+    assert lag[0] == 0 and lag[-1] == pytest.approx(trace.drift[n - 1][0])

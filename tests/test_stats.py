@@ -99,3 +99,20 @@ def test_summary_and_effects_of_hand_made_runs():
 def test_two_runs_of_one_label_and_seed_are_refused():
     with pytest.raises(ValueError, match="seed 0"):
         evidence.summarize([_run("average", 0, 0.5), _run("average", 0, 0.6)])
+
+
+def test_stage_effects_of_a_hand_made_grid():
+    """ACC = 0.5 + 0.1·pre + 0.02·during − 0.01·post + seed noise: the main effects come back, paired per seed."""
+    import itertools
+
+    runs = []
+    for seed, noise in enumerate((0.0, 0.03, -0.02)):
+        for pre, during, post in itertools.product((True, False), repeat=3):
+            acc = 0.5 + 0.1 * pre + (0.02 + 0.001 * seed) * during - 0.01 * post + noise
+            runs.append({**_run("x", seed, acc), "stages": {"pre": pre, "during": during, "post": post}})
+    effects = {e["other"]: e["effect"] for e in evidence.stage_effects(runs)}
+    assert effects["pre"].interval.mean == pytest.approx(0.1) and effects["pre"].interval.half_width < 1e-9
+    assert effects["during"].interval.mean == pytest.approx(0.021) and effects["during"].verdict == "a > b"
+    assert effects["post"].interval.mean == pytest.approx(-0.01) and effects["post"].negative == 3
+    with pytest.raises(ValueError, match="7 of the 8"):
+        evidence.stage_effects(runs[1:])

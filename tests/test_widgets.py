@@ -10,11 +10,12 @@ from holomerge_lab.widgets import CONTROLS, Panel, control, stage_combinations
 
 
 def test_every_control_sets_its_own_config_field():
-    config = small_config(alpha=0.5, seed=0, center=False)
+    config = small_config(alpha=0.5, seed=0, center=False, trainable_from=15, lr=1e-3)
     panel = Panel(config, [f for f in CONTROLS if f != "stream"])
     new = {"pre": False, "during": False, "post": False, "center": True, "method": "average", "tasks": 2,
            "train_per_task": 60, "test_per_task": 40, "steps": 3, "alpha": 0.25, "align_loss": "cosine",
-           "align_parameter": "projection", "align_teacher": "current", "align_steps": 7, "seed": 4}  # fmt: skip
+           "align_parameter": "projection", "align_teacher": "current", "align_steps": 7, "align_lr": 1e-4,
+           "lr": 1e-2, "trainable_from": 14, "seed": 4}  # fmt: skip
     for field, value in new.items():
         panel.controls[field].value = value
     assert dataclasses.replace(config, **new) == panel.config()
@@ -53,12 +54,12 @@ def test_a_click_during_a_run_is_ignored():
 
 
 def test_a_failing_run_shows_its_error_and_the_panel_stays_usable():
-    panel = Panel(small_config(tasks=2), ["tasks"], progress=False)
-    panel.controls["tasks"].value = 20  # the 8×8 digits have 10 classes: 5 tasks at most
+    panel = Panel(small_config(tasks=2), ["train_per_task"], progress=False)
+    panel.controls["train_per_task"].value = 2000  # the 8×8 digits hold far fewer images per task
     panel.click()
     assert panel.error and "error" in panel.status.value and panel.results == []
     assert not panel.buttons["Run"].disabled and not panel.running
-    panel.controls["tasks"].value = 2
+    panel.controls["train_per_task"].value = 60
     panel.click()
     assert panel.error is None and len(panel.results) == 1
 
@@ -90,3 +91,15 @@ def test_a_seed_count_runs_every_config_on_that_many_seeds_and_shows_intervals()
     assert list(bar.x) == ["#1 holistic", "#2 holistic −post"] and bar.error_y.visible
     separate = [run(small_config(tasks=2, seed=s), progress=False) for s in (3, 4)]
     np.testing.assert_allclose(panel.results[1].acc_matrix, separate[1].acc_matrix, atol=1e-6)
+
+
+def test_the_tasks_slider_stops_at_what_the_stream_holds_and_follows_the_stream():
+    from holomerge_lab.data import FOLDER_STREAMS, MAX_DOMAINS, build_stream, max_tasks
+
+    panel = Panel(small_config(tasks=2), ["stream", "tasks"], progress=False)
+    assert panel.controls["tasks"].max == len(build_stream("split-digits", train_per_task=1, test_per_task=1).tasks)
+    assert not set(FOLDER_STREAMS) & set(panel.controls["stream"].options)  # no data root: no folder streams
+    panel.controls["stream"].value = "rotated-mnist"
+    assert max_tasks("rotated-mnist") == MAX_DOMAINS and panel.controls["tasks"].max == 20
+    panel.controls["stream"].value = "split-animal"
+    assert panel.controls["tasks"].max == 5 and panel.controls["tasks"].value <= 5
