@@ -42,7 +42,7 @@ $(FASHION):
 	fi
 
 demo: $(VENV)/.installed $(FASHION)
-	$(BIN)/holomerge-lab compare --stream split-mnist-fashion-animal --test-per-task 500 --out results/demo/split-mnist-fashion-animal --force
+	$(BIN)/holomerge-lab compare --stream split-mnist-fashion-animal --lr 3e-4 --test-per-task 500 --out results/demo/split-mnist-fashion-animal --force
 	$(BIN)/holomerge-lab compare --stream rotated-mnist --test-per-task 500 --out results/demo/rotated-mnist --force
 
 # The README's tables: every method on both demo streams over 5 seeds (hours on 2 cores; fine-tunes are shared
