@@ -63,13 +63,17 @@ def effnet_against_backpack(stream: str, rounds: int) -> dict:
         for kind in KINDS:
             ours = functools.partial(diagonal_fisher, model, x, labels, kind)
             theirs = functools.partial(backpack_fisher, plain, x, labels, kind, names)
-            row = out.setdefault(kind, {})
-            if dtype == torch.float64:
-                row["float64_relative_difference"] = largest_relative_difference(ours(), theirs())
-            else:
-                ours_s, backpack_s, ratio = bench._interleaved(ours, theirs, rounds)
-                row.update(ours_s=ours_s, backpack_s=backpack_s, backpack_over_ours=ratio)
+            _measure(out.setdefault(kind, {}), ours, theirs, dtype, rounds, "backpack")
     return out
+
+
+def _measure(row: dict, ours, theirs, dtype: torch.dtype, rounds: int, peer: str) -> None:
+    """float64: how far apart the two Fishers are; float32: their times, interleaved, and the ratio peer / ours."""
+    if dtype == torch.float64:
+        row["float64_relative_difference"] = largest_relative_difference(ours(), theirs())
+    else:
+        ours_s, peer_s, ratio = bench._interleaved(ours, theirs, rounds)
+        row.update({"ours_s": ours_s, f"{peer}_s": peer_s, f"{peer}_over_ours": ratio})
 
 
 def backpack_coverage(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
@@ -86,6 +90,10 @@ def backpack_coverage(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dic
 def clip_against_per_example(rounds: int) -> dict:
     prep = bench.one_task("tiny-clip", examples=EXAMPLES, lr=1e-4)
     _, x, labels = task_objective(prep, 0, tangent=False)
+    size = (
+        prep.backbone.top.size
+    )  # at the tower's size: clip_input's resize cannot run inside the reference's vmap
+    x = torch.nn.functional.interpolate(x.double(), size=(size, size)).round().to(x.dtype)
     out = {"classes": int(prep.heads[0].shape[0]), "examples": len(x)}
     for dtype in (torch.float32, torch.float64):
         model = TaskLogits(copy.deepcopy(prep.backbone.top).to(dtype), prep.heads[0].to(dtype), 100.0, None)
@@ -99,12 +107,7 @@ def clip_against_per_example(rounds: int) -> dict:
         for kind in KINDS:
             ours = functools.partial(diagonal_fisher, model, x, labels, kind)
             reference = functools.partial(functional_diagonal_fisher, logits, params, x, labels, kind)
-            row = out.setdefault(kind, {})
-            if dtype == torch.float64:
-                row["float64_relative_difference"] = largest_relative_difference(ours(), reference())
-            else:
-                ours_s, per_example_s, ratio = bench._interleaved(ours, reference, rounds)
-                row.update(ours_s=ours_s, per_example_s=per_example_s, per_example_over_ours=ratio)
+            _measure(out.setdefault(kind, {}), ours, reference, dtype, rounds, "per_example")
     out["backpack_sum_grad_squared"] = backpack_coverage(model.float(), x[:16], labels[:16])
     return out
 
