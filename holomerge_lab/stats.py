@@ -16,6 +16,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 CONFIDENCE = 0.95
+MIN_SEEDS_FOR_VERDICT = 3
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,15 @@ class Effect:
 
     @property
     def verdict(self) -> str:
-        """Whether the interval excludes 0: 'a > b', 'a < b', 'unclear' (it spans 0), or no difference at all;
-        one seed is a preview."""
+        """Whether the interval excludes 0: 'a > b', 'a < b', 'unclear' (it spans 0), or no difference at all.
+        Fewer than 3 seeds give no verdict: one is a preview, and two that happen to agree exactly would give a
+        zero-width interval."""
         if self.interval.n < 2:
             return "one seed: a preview"
         if self.positive == self.negative == 0:
             return "identical on every seed"
+        if self.interval.n < MIN_SEEDS_FOR_VERDICT:  # two equal differences give a zero-width interval
+            return "two seeds: too few for a verdict"
         if self.interval.low > 0:
             return "a > b"
         if self.interval.high < 0:

@@ -55,7 +55,8 @@ def test_paired_effect_matches_scipy_paired_t_test_and_counts_signs():
 @pytest.mark.parametrize(
     ("a", "verdict"),
     [([0.02, 0.03, 0.025], "a > b"), ([-0.02, -0.03, -0.025], "a < b"), ([0.02, -0.03, 0.01], "unclear (CI spans 0)"),
-     ([0.02], "one seed: a preview"), ([0.0, 0.0], "identical on every seed")],
+     ([0.02], "one seed: a preview"), ([0.0, 0.0], "identical on every seed"),
+     ([0.02, 0.02], "two seeds: too few for a verdict")],
 )  # fmt: skip
 def test_verdict_follows_the_interval(a, verdict):
     effect = stats.paired(dict(enumerate(a)), dict.fromkeys(range(len(a)), 0.0))
