@@ -58,7 +58,7 @@ evidence: $(VENV)/.installed $(FASHION)
 
 test: $(VENV)/.dev $(CHROMIUM) $(FASHION)
 	$(BIN)/ruff check holomerge_lab tests
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 lab: $(VENV)/.installed
 	$(BIN)/jupyter lab notebooks/
