@@ -69,7 +69,12 @@ def _add_seeds_option(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
-    p.add_argument("--preset", default="quick", help="quick | full | paper (default: quick)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        help="quick | full | paper (default: quick); each preset's values and every setting's default and range: "
+        "holomerge_lab/config.py",
+    )
     p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
     p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
     p.add_argument("--test-per-task", type=_positive_int, help="test images per task")

@@ -169,8 +169,8 @@ def prepare(config: RunConfig, *, progress: bool = True) -> Prepared:
 
 
 def text_heads(backbone: Backbone, stream: TaskStream) -> list[Tensor]:
-    """CLIP zero-shot heads from class names: CIL, task t's classes (the pipeline concatenates the seen ones for
-    evaluation); DIL, one all-class head for every task."""
+    """CLIP zero-shot heads from class names: CIL, task t's classes (evaluation.head_for concatenates the seen
+    ones); DIL, one all-class head for every task."""
     import open_clip
 
     tokenizer = open_clip.get_tokenizer(backbone.settings["open_clip"])
