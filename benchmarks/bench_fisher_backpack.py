@@ -33,7 +33,8 @@ from holomerge_lab import bench
 from holomerge_lab import fisher as fisher_module
 from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.heads import TaskLogits
-from holomerge_lab.pipeline import RunConfig, prepare, task_objective
+from holomerge_lab.pipeline import RunConfig, prepare
+from holomerge_lab.training import task_objective
 
 EXAMPLES = 256
 CASES = {"split-animal": 2, "rotated-mnist": 10}  # stream -> classes of its first task

@@ -14,9 +14,9 @@ import torch
 
 from holomerge_lab import data as D
 from holomerge_lab.backbones import build_backbone, trunk_features
+from holomerge_lab.evaluation import features
 from holomerge_lab.heads import head_logits, prototype_head
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.pipeline import features
 
 PER_CLASS, GROUP, SEED = 300, 5, 123
 

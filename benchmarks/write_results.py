@@ -249,7 +249,7 @@ rebuilding or repeated set-up: Python-side work outside aten ops is not among th
 evaluation batch 256) grew +34.6 % (+113 % at batch 1024). What the loop *keeps* is flat: the carried bytes are
 identical for every Θ(1) method at every T, and the resident memory after `prepare` is ~0.8 GiB at every T. The growth
 was the evaluation's transient working memory: after task t it runs the joint test set of the seen tasks in batches of
-`pipeline.EVAL_BATCH`, and a tangent (jvp) forward's working memory grows with its batch (~360 MiB more for 1000
+`evaluation.EVAL_BATCH`, and a tangent (jvp) forward's working memory grows with its batch (~360 MiB more for 1000
 examples than for 50). With 16 test images a domain, T = 5 (80 images) never filled a batch of 256 and T = 100 always
 did, so the peak followed T. `EVAL_BATCH` is now 64, the presets' fine-tuning batch: evaluation never needs more
 working memory than a training step, whatever T. Re-measured with `OMP_NUM_THREADS=1 python
@@ -269,7 +269,7 @@ with it against +3.6 % without (noise), holistic + fisher +10.2 % with it. The `
 them, independently of T. The all-methods table above was not re-run: at T = 100 it takes over an hour on this shared
 machine (its T = 5 process alone ran 20 min at load 7).
 
-**Hot paths checked.** Evaluation: one pass per task over the joint test set of the seen tasks (`pipeline.evaluate`,
+**Hot paths checked.** Evaluation: one pass per task over the joint test set of the seen tasks (`evaluation.evaluate`,
 already so). `torch.inference_mode` against the current `torch.no_grad` for that pass: no difference above noise
 (0.85–0.88 s vs 0.90–0.96 s per 1000 examples standard; tangent noisier), so it stays `no_grad` — the alignment teacher's
 features also come from there and must stay usable by autograd. Per-step dict merging (`{**params, **bias}`) is a few

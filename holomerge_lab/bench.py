@@ -26,10 +26,13 @@ import torch
 from torch import Tensor, nn
 
 from . import backbones
+from .config import METHODS, RunConfig
 from .errors import UserError
+from .evaluation import Prepared
 from .fisher import diagonal_fisher
 from .heads import TaskLogits
-from .pipeline import METHODS, Prepared, RunConfig, fine_tune_task, prepare, run, task_objective
+from .pipeline import prepare, run
+from .training import fine_tune_task, task_objective
 
 # The methods whose carried state is Θ(1) in the number of tasks: all but TIES store-all, which keeps every task
 # vector.

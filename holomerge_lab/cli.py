@@ -69,7 +69,12 @@ def _add_seeds_option(p: argparse.ArgumentParser) -> None:
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
-    p.add_argument("--preset", default="quick", help="quick | full | paper (default: quick)")
+    p.add_argument(
+        "--preset",
+        default="quick",
+        help="quick | full | paper (default: quick); each preset's values and every setting's default and range: "
+        "holomerge_lab/config.py",
+    )
     p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
     p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
     p.add_argument("--test-per-task", type=_positive_int, help="test images per task")
@@ -189,7 +194,7 @@ def _typed(argv: Sequence[str]) -> dict:
 
 
 def _config(args: argparse.Namespace):
-    from .pipeline import RunConfig
+    from .config import RunConfig
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -353,9 +358,10 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
     import dataclasses as dc
 
     from .checkpoints import atomic_write_text
+    from .config import METHODS
     from .data import cache_dir
     from .evidence import effects, effects_table, summarize, summary_table
-    from .pipeline import DEFAULT_METHODS, METHODS, compare_configs, prepare, run
+    from .pipeline import DEFAULT_METHODS, compare_configs, prepare, run
     from .viz import format_table, results_table
 
     if args.resume is not None:
@@ -446,7 +452,7 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         raise UserError(
             f"no run JSON in {folder}: give a folder written by `holomerge-lab run/compare --out`"
         )
-    from .pipeline import METHODS
+    from .config import METHODS
 
     rank = {m: i for i, m in enumerate(METHODS)}
     runs.sort(key=lambda r: (rank.get(r["method"], len(rank)), r["label"], r["seed"]))
@@ -472,8 +478,8 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
 
 def _list() -> None:
     from .backbones import BACKBONES
+    from .config import METHODS, PRESETS
     from .data import STREAMS
-    from .pipeline import METHODS, PRESETS
 
     for title, names in (
         ("streams", STREAMS),

@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from .config import RunConfig
+from .evaluation import Prepared, evaluate
 from .finetune import bias_corrected
 from .fisher import KINDS, functional_diagonal_fisher
 from .linearize import forward_fn
 from .merging import TaskModel, fisher_weighted_merge, interpolate
-from .pipeline import Prepared, RunConfig, evaluate, fine_tune_task, task_objective
+from .training import fine_tune_task, task_objective
 
 
 def ranks(values: Tensor) -> Tensor:

@@ -26,9 +26,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
 from . import stats
+from .config import RunConfig
+from .evaluation import Prepared, test_logits
 from .linearize import forward_fn
 from .merging import Params, interpolate
-from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
+from .training import fine_tune_task
 
 
 def barrier_height(

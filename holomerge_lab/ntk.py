@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import jacrev, vmap
 
+from .config import RunConfig
+from .evaluation import Prepared, test_logits
 from .linearize import forward_fn
-from .pipeline import Prepared, RunConfig, fine_tune_task, test_logits
+from .training import fine_tune_task
 
 Params = dict[str, Tensor]
 Forward = Callable[..., Tensor]  # (params, inputs) -> outputs

@@ -14,9 +14,11 @@ import torch
 from torch import Tensor
 
 from .align import LOSSES, feature_discrepancy
+from .config import RunConfig
 from .errors import UserError
+from .evaluation import Prepared, evaluate, features
 from .merging import merge_interpolate, merge_v_weighted
-from .pipeline import Merge, Prepared, RunConfig, evaluate, features, prepare, run
+from .pipeline import Merge, prepare, run
 from .tsne import joint_tsne
 
 CURVE_RULES = {"v-weighted": merge_v_weighted, "interpolate": merge_interpolate}

@@ -22,9 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 from . import evidence
+from .config import RunConfig
 from .data import cache_dir
 from .errors import UserError
-from .pipeline import Prepared, RunConfig, prepare, run
+from .evaluation import Prepared
+from .pipeline import prepare, run
 
 STAGES = ("pre", "during", "post")
 

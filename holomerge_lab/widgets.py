@@ -22,9 +22,11 @@ from IPython.display import display
 from . import evidence
 from .align import LOSSES
 from .backbones import EFFNET_BLOCKS
+from .config import METHODS, RunConfig
 from .data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
 from .errors import UserError
-from .pipeline import METHODS, Prepared, RunConfig, RunResult, prepare, run
+from .evaluation import Prepared
+from .pipeline import RunResult, prepare, run
 from .viz import comparison_figure, html_table
 
 _SLIDER = dict(continuous_update=False, style={"description_width": "initial"})

@@ -8,7 +8,7 @@ with --out, writes the JSON files and the HTML report. Defaults: CLIP ViT-B/16 w
     python scripts/run_paper_protocol.py --stream imagenet-r-domains --data-root ~/data/imagenet-r
     python scripts/run_paper_protocol.py --pretrained /models/ViT-B-16-openai.pt --tasks 20 --compare
 
-The preset runs in fp32, as the authors do (pipeline.PAPER_PROTOCOL lists every setting and its alternative).
+The preset runs in fp32, as the authors do (config.PAPER_PROTOCOL lists every setting and its alternative).
 Measured on one H200 (random weights, batch 128, per AdamW step, before the training crops were added; rerun
 scripts/gpu_check.py for the current figure): ViT-B/32 linearized 0.19 s fp32 / 0.12 s bf16, peak 9.5 / 7.3 GiB;
 ViT-B/16 linearized 0.64 s / 0.24 s, peak 32 / 24 GiB. On a 16 GB GPU, B/16 therefore needs --precision bf16

@@ -16,10 +16,12 @@ from PIL import Image
 
 from holomerge_lab import backbones as B
 from holomerge_lab import data as D
+from holomerge_lab.config import PRESETS, RunConfig
 from holomerge_lab.errors import UserError
 from holomerge_lab.heads import TEMPLATES, zero_shot_text_head
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.pipeline import PRESETS, RunConfig, prepare, run, training_views
+from holomerge_lab.pipeline import prepare, run
+from holomerge_lab.training import training_views
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from holomerge_lab import data as D
+from holomerge_lab.data import sources
 from holomerge_lab.errors import UserError
 
 
@@ -131,12 +132,12 @@ def test_torchvision_missing_files_and_wrong_name(tmp_path):
 
 def test_fashion_mnist_debian_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "c"))
-    monkeypatch.setattr(D, "FASHION_MNIST_DIR", tmp_path / "none")
+    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", tmp_path / "none")
     with pytest.raises(UserError, match="apt install dataset-fashion-mnist"):
         D.load_source("fashion-mnist")
     mnist = D.load_source("mnist")
     _write_mnist_files(tmp_path / "fm", mnist, suffix=".gz", n=40)  # the real data, in the Debian file layout
-    monkeypatch.setattr(D, "FASHION_MNIST_DIR", tmp_path / "fm")
+    monkeypatch.setattr(sources, "FASHION_MNIST_DIR", tmp_path / "fm")
     s = D.load_source("fashion-mnist")
     assert torch.equal(s.train_images, mnist.train_images[:40]) and torch.equal(
         s.test_labels, mnist.test_labels[:40]

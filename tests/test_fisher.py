@@ -8,7 +8,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from holomerge_lab import fisher as fisher_module
-from holomerge_lab import pipeline
+from holomerge_lab import training
 from holomerge_lab.finetune import bias_corrected, fine_tune
 from holomerge_lab.fisher import KINDS, diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.linearize import forward_fn
@@ -146,8 +146,8 @@ def test_pipeline_fisher_equals_the_per_example_route(small_prepared, kind, monk
 
     with tqdm(disable=True) as bar, monkeypatch.context() as patch:
         patch.setattr(fisher_module, "_per_example_fisher", refused)
-        task, _ = pipeline._train_task(prep, config, forward, prep.theta0, 1, bar, 7, fisher=True)
-    logits, inputs, rows = pipeline.task_objective(prep, 1, tangent=False)
+        task, _ = training.train_task(prep, config, forward, prep.theta0, 1, bar, 7, fisher=True)
+    logits, inputs, rows = training.task_objective(prep, 1, tangent=False)
     subset = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(7))[:12]
     trained = {n: task.params[n] for n in task.fisher}
     assert set(trained) == set(prep.backbone.trainable)

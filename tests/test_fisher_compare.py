@@ -8,7 +8,7 @@ from scipy import stats
 
 from holomerge_lab.finetune import fine_tune
 from holomerge_lab.fisher_compare import compare_importances, cosine, ranks, spearman, top_k_overlap
-from holomerge_lab.pipeline import fine_tune_task, task_objective
+from holomerge_lab.training import fine_tune_task, task_objective
 
 
 def test_spearman_with_ties_matches_scipy():
@@ -85,9 +85,9 @@ def test_setting_measurements_merge_the_two_task_models(small_prepared):
     """The merge accuracies are the two tangent task models merged by hand: raw v as weights, and the plain mean."""
     import dataclasses
 
+    from holomerge_lab.evaluation import evaluate
     from holomerge_lab.fisher_compare import setting_measurements, task_importances
     from holomerge_lab.linearize import forward_fn
-    from holomerge_lab.pipeline import evaluate
 
     prep = small_prepared
     config = dataclasses.replace(prep.config, beta2=0.99)

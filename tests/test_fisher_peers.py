@@ -17,7 +17,7 @@ from torch import nn
 from holomerge_lab import bench
 from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.heads import TaskLogits
-from holomerge_lab.pipeline import task_objective
+from holomerge_lab.training import task_objective
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from backpack_peer import backpack_fisher, plain_top  # noqa: E402

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from holomerge_lab import landscape
+from holomerge_lab.evaluation import evaluate
 from holomerge_lab.linearize import forward_fn
-from holomerge_lab.pipeline import evaluate, fine_tune_task
+from holomerge_lab.training import fine_tune_task
 
 
 def test_barrier_height_by_hand():

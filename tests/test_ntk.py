@@ -86,7 +86,7 @@ def test_step_seconds_is_a_positive_time():
 def test_linearity_along_run_starts_at_theta0_and_matches_single_runs(small_prepared):
     import dataclasses
 
-    from holomerge_lab.pipeline import fine_tune_task
+    from holomerge_lab.training import fine_tune_task
 
     prep = small_prepared
     rows = linearity_along_run(prep, 0, [2, 4])
@@ -131,7 +131,7 @@ def test_shift_measurements_of_both_fine_tunings(small_prepared):
     it trained (f_lin for tangent), counted by hand from the head's argmax."""
     from holomerge_lab.heads import head_logits
     from holomerge_lab.ntk import shift_measurements
-    from holomerge_lab.pipeline import fine_tune_task
+    from holomerge_lab.training import fine_tune_task
 
     prep = small_prepared
     got = shift_measurements(prep, 1)

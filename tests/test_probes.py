@@ -104,7 +104,8 @@ def test_ema_shares_closed_forms():
 def test_feature_drift_is_measured_against_each_tasks_own_reference(small_prepared):
     """drift[t][j] by hand: replay the run, keep the served models, compare their features on task j."""
     from holomerge_lab.align import feature_discrepancy
-    from holomerge_lab.pipeline import features, run
+    from holomerge_lab.evaluation import features
+    from holomerge_lab.pipeline import run
 
     prep = small_prepared
     trace = feature_drift(prep.config, prep, loss="cosine")
