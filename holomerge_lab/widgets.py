@@ -17,6 +17,7 @@ from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
+from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 
 from . import evidence
@@ -138,6 +139,29 @@ def with_seeds(configs: Sequence[RunConfig], n: int) -> list[RunConfig]:
     return out
 
 
+def show_in(output: W.Output, *items: object) -> None:
+    """Make `output` show `items` (figures, or text) in place of what it showed.
+
+    The outputs are set on the widget, not captured with `with output:`. Captured, a plotly figure cost nbclient (the
+    notebook tests, Voila, the book) from 5 s to minutes per cell, and now and then a cell never finished: 40 such
+    cells took 6–348 s a run and one run in five stalled, against 5–7 s every run set directly (RESULTS.md)."""
+    output.outputs = tuple(_output_of(item) for item in items)
+
+
+def _output_of(item: object) -> dict:
+    if isinstance(item, str):
+        return {
+            "output_type": "stream",
+            "name": "stdout",
+            "text": item if item.endswith("\n") else item + "\n",
+        }
+    if hasattr(item, "_repr_mimebundle_"):  # a plotly figure: the formatter would display it, not return it
+        data, metadata = item._repr_mimebundle_(), {}
+    else:
+        data, metadata = InteractiveShell.instance().display_formatter.format(item)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
 def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunResult:
     """`pipeline.run` with the disk cache of fine-tuned tasks: toggling the merge or the alignment reruns fast."""
     return run(config, prepared, progress=progress, task_cache=cache_dir() / "task-models")
@@ -205,7 +229,6 @@ class Panel:
         self.status = W.HTML()
         self.table = W.HTML(html_table([], "hm-results"))
         self.table.add_class("hm-results")
-        self.log = W.Output()  # the pipeline's own progress bars, while a run lasts
         self.output = W.Output()
         self.output.add_class("hm-figure")
         inputs = [*self.controls.values(), *([self.seeds] if self.seeds else []), *self.extra.values()]
@@ -213,7 +236,7 @@ class Panel:
             W.HBox(inputs[:4], layout=W.Layout(flex_flow="row wrap")),
             *([W.HBox(inputs[4:], layout=W.Layout(flex_flow="row wrap"))] if inputs[4:] else []),
             W.HBox([*self.buttons.values(), self.bar, self.status]),
-            self.log, self.table, self.output,
+            self.table, self.output,
         ])  # fmt: skip
         self.widget.add_class("hm-panel")
 
@@ -261,9 +284,7 @@ class Panel:
             self.bar.max, self.bar.value = len(configs), 0
             for i, config in enumerate(configs):
                 self.bar.description = f"{i}/{len(configs)}"
-                with self.log:
-                    result = self.execute(config, self._prepare(config), self.progress, **extra)
-                self.log.clear_output()
+                result = self.execute(config, self._prepare(config), self.progress, **extra)
                 self.results.append(result)
                 steps = fine_tune_steps(config)
                 if isinstance(result, RunResult) and steps:  # the slowest so far: cached runs are faster
@@ -276,7 +297,7 @@ class Panel:
             self.status.value = (
                 f'<span class="hm-error" style="color:#b00">error: {type(e).__name__}: {e}</span>'
             )
-            self.output.append_stderr(self.error)  # not `with output: print`: that stalls nbclient's capture
+            self.output.append_stderr(self.error)
         finally:
             self.running = False
             for button in self.buttons.values():
@@ -296,7 +317,4 @@ class Panel:
         self.table.value = html_table(self.rows(self.results), "hm-results")
         drawn = self.draw(self.results)
         self.figures = [drawn] if isinstance(drawn, go.Figure) else list(drawn)
-        self.output.clear_output(wait=True)
-        with self.output:
-            for f in self.figures:
-                display(f)
+        show_in(self.output, *self.figures)

@@ -103,3 +103,24 @@ def test_the_tasks_slider_stops_at_what_the_stream_holds_and_follows_the_stream(
     assert max_tasks("rotated-mnist") == MAX_DOMAINS and panel.controls["tasks"].max == 20
     panel.controls["stream"].value = "split-animal"
     assert panel.controls["tasks"].max == 5 and panel.controls["tasks"].value <= 5
+
+
+def test_show_in_sets_the_figures_and_text_on_the_output_itself():
+    """What the front end draws is the widget's `outputs`: plotly's own JSON of each figure (no capture involved)."""
+    import json
+
+    import ipywidgets as W
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    from holomerge_lab.widgets import show_in
+
+    pio.renderers.default = "plotly_mimetype"
+    figure = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    output = W.Output()
+    show_in(output, "old")
+    show_in(output, figure, "a note")
+    drawn, note = output.outputs
+    shown = drawn["data"]["application/vnd.plotly.v1+json"]
+    assert json.loads(pio.to_json(shown)) == json.loads(pio.to_json(figure.to_dict()))
+    assert note == {"output_type": "stream", "name": "stdout", "text": "a note\n"}
