@@ -38,7 +38,9 @@ TIMES = ROOT / "benchmarks" / "notebook_times.json"
 GPU_ONLY = ("08",)
 MARKER = ".holomerge-book"  # a folder holding this file was written by this module and may be replaced
 WORDS_PER_MINUTE = 200
-CELL_TIMEOUT = {"normal": 3600, "fast": 300}  # s: a normal-mode cell may train for many minutes on 2 cores
+# s: a normal-mode cell may train for many minutes on 2 cores; fast-mode cells take seconds, and a cell whose reply
+# nbclient sees late (tests/test_notebooks.py) then costs at most this
+CELL_TIMEOUT = {"normal": 3600, "fast": 120}
 FAST_LABEL = (
     "Fast-mode preview (HOLOMERGE_FAST=1): tiny task subsets and few steps, so the numbers and figures on this "
     "page show what the notebook does, not its results."
@@ -51,14 +53,14 @@ TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mathjax -%}
 <script type="text/x-mathjax-config">
 MathJax.Hub.Config({
-  jax: ["input/TeX", "output/HTML-CSS"], extensions: ["tex2jax.js"], messageStyle: "none",
-  TeX: {extensions: ["AMSmath.js", "AMSsymbols.js", "noErrors.js", "noUndefined.js"]},
+  messageStyle: "none",
   tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
             processEscapes: true, processEnvironments: true},
+  menuSettings: {zoom: "None", renderer: "NativeMML"},  // the browser draws MathML: no web fonts to fetch
   "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null}
 });
 </script>
-<script src="assets/mathjax/MathJax.js"></script>
+<script src="assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"></script>
 <script src="assets/plotly.min.js"></script>
 <link rel="stylesheet" href="assets/book.css">
 {%- endblock html_head_js_mathjax -%}
@@ -232,6 +234,13 @@ def run_time(entry: dict | None) -> str:
     return f"runs in {_minutes(entry['seconds'])} in normal mode{on}{state}"
 
 
+def inline_markdown(text: str) -> str:
+    """One paragraph of a notebook's markdown as inline HTML (its emphasis and code, not raw asterisks)."""
+    import mistune
+
+    return mistune.html(text).strip().removeprefix("<p>").removesuffix("</p>")
+
+
 def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command: str) -> str:
     """The index: what to read in what order, how long each takes to read and to run, and how this book was made."""
     items = []
@@ -239,7 +248,7 @@ def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command
         read = max(1, round(page.words / WORDS_PER_MINUTE))
         built = page.label if page.kind != "fast" else f"Fast-mode preview, executed in {page.seconds:.0f} s."
         items.append(
-            f'<li><a href="{page.file}"><b>{html.escape(page.title)}</b></a><br>{html.escape(page.summary)}<br>'
+            f'<li><a href="{page.file}"><b>{html.escape(page.title)}</b></a><br>{inline_markdown(page.summary)}<br>'
             f"<small>≈ {read} min to read · {html.escape(run_time(times.get(page.stem)))} · "
             f"{html.escape(built)}</small></li>"
         )
@@ -340,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     command = " ".join(["python -m holomerge_lab.book", *(sys.argv[1:] if argv is None else argv)])
     mode = "fast" if args.fast else "normal"
-    pages = build(args.out, args.notebooks, mode, args.source, command=command)
+    pages = build(args.out, args.notebooks, mode, args.source, times=args.times, command=command)
     failed = [p.stem for p in pages if p.failed]
     print(f"book: {args.out / 'index.html'} ({len(pages)} notebooks, {time.perf_counter() - began:.0f} s)")
     if failed:

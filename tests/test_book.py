@@ -153,3 +153,4 @@ def test_book_from_executed_copies_loads_nothing_remote(tmp_path):
     assert front.index("00 ·") < front.index("01 ·") < front.index("08 ·")  # the reading order
     assert "runs in 61 s in normal mode" in front and front.count("run time not measured") == 2
     assert "min to read" in front and "Fast-mode preview" not in front
+    assert "<em>holistic</em>" in front  # the question, as markdown renders it
