@@ -345,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--notebooks", nargs="*", default=[], help="notebook prefixes, e.g. 00 01 (default: all)"
     )
+    parser.add_argument("--times", type=Path, default=TIMES, help="run times measured by notebook_times.py")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     command = " ".join(["python -m holomerge_lab.book", *(sys.argv[1:] if argv is None else argv)])

@@ -154,3 +154,15 @@ def test_book_from_executed_copies_loads_nothing_remote(tmp_path):
     assert "runs in 61 s in normal mode" in front and front.count("run time not measured") == 2
     assert "min to read" in front and "Fast-mode preview" not in front
     assert "<em>holistic</em>" in front  # the question, as markdown renders it
+
+
+def test_command_line_renders_from_a_folder_with_given_times(tmp_path, capsys):
+    source, out, times = tmp_path / "executed", tmp_path / "book", tmp_path / "times.json"
+    source.mkdir()
+    executed_copy(source, "00_tour.ipynb")
+    times.write_text(json.dumps({"notebooks": {"00_tour": {"seconds": 1500, "completed": False}}}))
+    argv = ["--from", str(source), "--notebooks", "00", "--out", str(out), "--times", str(times)]
+    assert book.main(argv) == 0
+    assert "runs in 25 min in normal mode, stopped by an error" in (out / "index.html").read_text()
+    assert f"--from {source}" in (out / "index.html").read_text()  # the command that built it
+    assert (out / "00_tour.ipynb").is_file() and "book:" in capsys.readouterr().out
