@@ -52,7 +52,12 @@ TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block html_head_js_mathjax -%}
 <script type="text/x-mathjax-config">
+// MathJax's MathML output declares six web fonts (TeX's calligraphic, AMS, script, fraktur) that its wheel does not
+// ship: each looks for an installed copy instead, and the browser's own fonts draw the rest
+var localFonts = {};
+for (var i = 1; i <= 6; i++) localFonts["@font-face /*" + i + "*/"] = {src: "local('MathJax_Main')"};
 MathJax.Hub.Config({
+  NativeMML: {styles: localFonts},
   messageStyle: "none",
   tex2jax: {inlineMath: [["$", "$"], ["\\\\(", "\\\\)"]], displayMath: [["$$", "$$"], ["\\\\[", "\\\\]"]],
             processEscapes: true, processEnvironments: true},
@@ -61,6 +66,7 @@ MathJax.Hub.Config({
 });
 </script>
 <script src="assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"></script>
+<script src="assets/letters.js"></script>
 <script src="assets/plotly.min.js"></script>
 <link rel="stylesheet" href="assets/book.css">
 {%- endblock html_head_js_mathjax -%}
@@ -69,6 +75,32 @@ MathJax.Hub.Config({
 <nav class="hm-book-nav">{{ resources.book.nav }}</nav>
 <p class="hm-book-banner hm-book-{{ resources.book.kind }}">{{ resources.book.label }}</p>
 {%- endblock body_header -%}
+"""
+
+# The browser's MathML draws \\mathbb{E} and \\mathcal{D} as plain letters (MathML Core keeps no mathvariant): once
+# MathJax is done, those letters become their Unicode double-struck and script forms, which any math font has
+LETTERS_JS = r"""
+MathJax.Hub.Register.StartupHook("End", function () {
+  var holes = {
+    "double-struck": {C: 0x2102, H: 0x210D, N: 0x2115, P: 0x2119, Q: 0x211A, R: 0x211D, Z: 0x2124},
+    "script": {B: 0x212C, E: 0x2130, F: 0x2131, H: 0x210B, I: 0x2110, L: 0x2112, M: 0x2133, R: 0x211B}
+  };
+  var starts = {"double-struck": [0x1D538, 0x1D552, 0x1D7D8], "script": [0x1D49C, 0x1D4B6, null]};
+  function letter(variant, c) {
+    if (holes[variant][c]) return String.fromCodePoint(holes[variant][c]);
+    var code = c.charCodeAt(0), start = starts[variant];
+    if (c >= "A" && c <= "Z") return String.fromCodePoint(start[0] + code - 65);
+    if (c >= "a" && c <= "z") return String.fromCodePoint(start[1] + code - 97);
+    if (c >= "0" && c <= "9" && start[2]) return String.fromCodePoint(start[2] + code - 48);
+    return c;
+  }
+  document.querySelectorAll('math [mathvariant="double-struck"], math [mathvariant="script"]').forEach(function (e) {
+    var variant = e.getAttribute("mathvariant");
+    if (e.children.length) return;
+    e.textContent = Array.from(e.textContent).map(function (c) { return letter(variant, c); }).join("");
+    e.removeAttribute("mathvariant");
+  });
+});
 """
 
 CSS = """
@@ -289,6 +321,7 @@ def copy_assets(assets: Path) -> None:
     assets.mkdir(parents=True)
     (assets / "plotly.min.js").write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
     (assets / "book.css").write_text(CSS)
+    (assets / "letters.js").write_text(LETTERS_JS)
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
     languages = {p.name for p in (mathjax / "localization").iterdir()} - {"en"}
     shutil.copytree(mathjax, assets / "mathjax", ignore=lambda d, names: [n for n in names if n in languages])
