@@ -174,7 +174,7 @@ def execute(notebook: nbformat.NotebookNode, fast: bool) -> tuple[float, str | N
     """Run a notebook top to bottom in a fresh kernel inside a scratch folder, keeping the widgets' state (the
     panels' tables and figures live there); returns the seconds it took and the error that stopped it, if any."""
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     began, error = time.perf_counter(), None
     with tempfile.TemporaryDirectory() as scratch, _environment(fast):
@@ -184,7 +184,7 @@ def execute(notebook: nbformat.NotebookNode, fast: bool) -> tuple[float, str | N
         )  # fmt: skip
         try:
             client.execute()
-        except CellExecutionError as e:
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:  # the page shows how far it got
             error = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
     return time.perf_counter() - began, error
 
@@ -278,7 +278,11 @@ def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command
     items = []
     for page in pages:
         read = max(1, round(page.words / WORDS_PER_MINUTE))
-        built = page.label if page.kind != "fast" else f"Fast-mode preview, executed in {page.seconds:.0f} s."
+        built = (
+            page.label
+            if page.kind != "fast" or page.failed
+            else f"Fast-mode preview, executed in {page.seconds:.0f} s."
+        )
         items.append(
             f'<li><a href="{page.file}"><b>{html.escape(page.title)}</b></a><br>{inline_markdown(page.summary)}<br>'
             f"<small>≈ {read} min to read · {html.escape(run_time(times.get(page.stem)))} · "

@@ -166,3 +166,23 @@ def test_command_line_renders_from_a_folder_with_given_times(tmp_path, capsys):
     assert "runs in 25 min in normal mode, stopped by an error" in (out / "index.html").read_text()
     assert f"--from {source}" in (out / "index.html").read_text()  # the command that built it
     assert (out / "00_tour.ipynb").is_file() and "book:" in capsys.readouterr().out
+
+
+def test_a_notebook_that_fails_is_rendered_up_to_its_error(tmp_path):
+    """A real kernel, fast mode: the page shows the outputs before the error, the error, and says it stopped."""
+    notebooks, out = tmp_path / "notebooks", tmp_path / "book"
+    notebooks.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_markdown_cell("# 00 · A failing chapter\n\n**Question.** Does the book say so?"),
+        nbformat.v4.new_code_cell("import os\nprint('fast mode:', os.environ.get('HOLOMERGE_FAST'))"),
+        nbformat.v4.new_code_cell("raise ValueError('boom')"),
+        nbformat.v4.new_code_cell("print('never reached')"),
+    ]
+    nbformat.write(notebook, notebooks / "00_failing.ipynb")
+    (page,) = book.build(out, mode="fast", notebooks=notebooks, times=tmp_path / "none.json")
+    assert page.failed and "boom" in page.failed
+    html = (out / "00_failing.html").read_text()
+    assert "ValueError" in html and html.count("never reached") == 1  # in the source; the cell never ran
+    assert html.count("fast mode: 1") == 1 and "It stopped with an error" in html
+    assert "Fast-mode preview" in html and "Does the book say so?" in (out / "index.html").read_text()
