@@ -4,11 +4,11 @@
 
 Each notebook is executed (normal mode by default; `--fast` sets HOLOMERGE_FAST=1 and labels every page a
 fast-mode preview) or taken already executed from `--from DIR` (e.g. `benchmarks/notebook_times.py --keep DIR`),
-turned static (book_outputs.make_static) and rendered by nbconvert's lab template (book_assets). Nothing is fetched when the
-book is built or read: plotly.js comes from the installed plotly package and MathJax from `jupyter-server-mathjax`,
-both copied under `OUT/assets/`; require.js, the widget manager and mermaid, which the template loads from CDNs,
-are left out. The front page gives the reading order, reading times (from the prose) and run times (from
-benchmarks/notebook_times.json, where measured).
+turned static (book_outputs.make_static) and rendered by nbconvert's lab template (book_assets). Nothing is
+fetched when the book is built or read: plotly.js comes from the installed plotly package and MathJax from
+`jupyter-server-mathjax`, both copied under `OUT/assets/`; require.js, the widget manager and mermaid, which the
+template loads from CDNs, are left out. The front page gives the reading order, reading times (from the prose) and
+run times (from benchmarks/notebook_times.json, where measured).
 """
 
 from __future__ import annotations
