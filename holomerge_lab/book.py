@@ -136,10 +136,10 @@ def prepare_page(path: Path, mode: str, source: Path | None) -> tuple[Page, nbfo
     if stem[:2] in GPU_ONLY or source is not None:
         page.kind = "unexecuted"
         page.label = (
-            "Not executed: this notebook needs a GPU (and downloads CLIP weights); its code is shown without outputs."
+            "Not executed: this notebook needs a GPU (and downloads CLIP weights)"
             if stem[:2] in GPU_ONLY
-            else f"Not executed: {source} holds no executed copy of this notebook; its code is shown without outputs."
-        )
+            else f"Not executed: {source} holds no executed copy of this notebook"
+        ) + "; its code is shown without outputs."
         return page, notebook
     print(f"executing {path.name} in {mode} mode ...", flush=True)
     page.seconds, page.failed = execute(notebook, fast=mode == "fast")

@@ -1,8 +1,8 @@
 """The book as a reader opens it: built in fast mode from notebook 00, read from file:// in headless chromium.
 
 The front page must link the notebook's page; that page must draw every plotly figure (an `svg.main-svg` inside
-each `.js-plotly-plot`), typeset its equations (MathJax, as the browser's own MathML), show the panel's snapshot and the fast-mode label, with no console
-error, no failed load and no request that leaves the machine. Screenshots: test-output/browser/.
+each `.js-plotly-plot`), typeset its equations (MathJax, as the browser's own MathML), show the panel's snapshot
+and the fast-mode label, with no console error, no failed load and no request that leaves the machine. Screenshots: test-output/browser/.
 """
 
 import os
