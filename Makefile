@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # open_clip must never wait on the Hugging Face hub (a missing pretrained tag would hang ~46 s offline)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo evidence test lab app clean
+.PHONY: demo evidence test lab app book clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -67,5 +67,12 @@ lab: $(VENV)/.installed
 app: $(VENV)/.dev
 	$(BIN)/voila notebooks/06_ablation_lab.ipynb --Voila.ip=127.0.0.1
 
+# The book: every notebook executed and rendered with its outputs into build/book/ (opens offline: build/book/index.html).
+# Normal mode runs the whole tour (an hour or more on 2 cores); BOOK_FLAGS=--fast is a labelled preview in minutes;
+# BOOK_FLAGS="--from DIR" renders notebooks executed before (python benchmarks/notebook_times.py --keep DIR)
+BOOK_FLAGS ?=
+book: $(VENV)/.dev
+	$(BIN)/python -m holomerge_lab.book --out build/book $(BOOK_FLAGS)
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache build/book
