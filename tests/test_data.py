@@ -132,6 +132,7 @@ def test_torchvision_missing_files_and_wrong_name(tmp_path):
 def test_fashion_mnist_debian_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "c"))
     monkeypatch.setattr(D, "FASHION_MNIST_DIR", tmp_path / "none")
+    monkeypatch.setattr(D.datafiles, "FASHION_MIRRORS", ("http://127.0.0.1:9/",))  # no download either
     with pytest.raises(UserError, match="apt install dataset-fashion-mnist"):
         D.load_source("fashion-mnist")
     mnist = D.load_source("mnist")
