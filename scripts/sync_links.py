@@ -56,10 +56,11 @@ def binder_url(url: str, notebook: str) -> str:
 def install_block(url: str) -> str:
     """The Colab install lines of every notebook: the repository, whose one `pip install` brings the toolkit, its
     dependencies and its data loaders (animal-mnist's data come from its wheel at first use, never TensorFlow)."""
+    name = url.rsplit("/", 1)[-1]
     return (
         'if "google.colab" in sys.modules:  # Colab only; elsewhere the toolkit is installed already\n'
-        f"    !git clone -q --depth 1 {url}  # into /content/{url.rsplit('/', 1)[-1]}\n"
-        f"    !pip install -q ./{url.rsplit('/', 1)[-1]}  # the toolkit and all it needs, in one install\n"
+        f"    !git clone -q --depth 1 {url} {name}\n"
+        f"    !pip install -q ./{name}  # the toolkit, its dependencies and its data loaders: one install\n"
     )
 
 

@@ -43,7 +43,7 @@ def test_a_moved_repository_is_caught_then_rewritten_everywhere(tmp_path):
         assert "holomerge-lab/holomerge_lab" not in text, path.name
         assert text == json.dumps(json.loads(text), indent=1, ensure_ascii=False) + "\n"  # the layout is kept
         code = next(c for c in json.loads(text)["cells"] if c["cell_type"] == "code")
-        assert "    !git clone -q --depth 1 https://github.com/someone-else/hml  # into /content/hml\n" in code["source"]
+        assert "    !git clone -q --depth 1 https://github.com/someone-else/hml hml\n" in code["source"]
         assert any(line.startswith("    !pip install -q ./hml ") for line in code["source"])
     # Only the links changed: the rest of every notebook is as committed.
     for path in notebooks:
