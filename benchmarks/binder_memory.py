@@ -30,11 +30,13 @@ import psutil
 
 CAP = 2 * 1024**3
 SAMPLE_S = 0.05
+CELL_TIMEOUT_S = 90
+"""Per cell in fast mode, as tests/test_notebooks.py: a closing IOPub message that never arrives costs this, not more."""
 RUNNER = """
 import sys, nbformat
 from nbclient import NotebookClient
 notebook = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+NotebookClient(notebook, timeout=int(sys.argv[3]), kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
 """
 
 
@@ -115,7 +117,7 @@ def measure(notebook: Path, workdir: Path, fast: bool = True, cap: int = CAP) ->
     group = Cgroup.create(cap)
     began = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(notebook), str(workdir)], env=env,
+        [sys.executable, "-c", RUNNER, str(notebook), str(workdir), str(CELL_TIMEOUT_S if fast else 1800)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=group.enter if group else None,
     )  # fmt: skip
     process, peak = psutil.Process(child.pid), 0

@@ -30,7 +30,7 @@ import sys, time, nbformat
 from nbclient import NotebookClient
 notebook = nbformat.read(sys.argv[1], as_version=4)
 began = time.perf_counter()
-NotebookClient(notebook, timeout=300, kernel_name=sys.argv[3], resources={"metadata": {"path": sys.argv[2]}}).execute()
+NotebookClient(notebook, timeout=90, kernel_name=sys.argv[3], resources={"metadata": {"path": sys.argv[2]}}).execute()
 print(f"{time.perf_counter() - began:.1f}")
 """
 
