@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from holomerge_lab import data as D
-from holomerge_lab.data import sources
+from holomerge_lab.data import datafiles, sources
 from holomerge_lab.errors import UserError
 
 
@@ -133,6 +133,7 @@ def test_torchvision_missing_files_and_wrong_name(tmp_path):
 def test_fashion_mnist_debian_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "c"))
     monkeypatch.setattr(sources, "FASHION_MNIST_DIR", tmp_path / "none")
+    monkeypatch.setattr(datafiles, "FASHION_MIRRORS", ("http://127.0.0.1:9/",))  # no download either
     with pytest.raises(UserError, match="apt install dataset-fashion-mnist"):
         D.load_source("fashion-mnist")
     mnist = D.load_source("mnist")

