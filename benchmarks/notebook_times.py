@@ -1,0 +1,89 @@
+"""Each notebook as a reader runs it: normal mode (fast mode off), top to bottom, in a fresh kernel, timed per cell.
+
+    python benchmarks/notebook_times.py [NAMES ...] [--keep DIR] [--out benchmarks/notebook_times.json]
+
+NAMES are notebook prefixes (`00 04`); none means every notebook but 08 (GPU only). `--keep DIR` also writes each
+executed notebook (with its outputs) into DIR. The JSON holds, per notebook, the wall time, whether it ran to the
+end (and the error if not), its slowest cells and what the disk cache (`HOLOMERGE_CACHE`) held when it started:
+a first-time reader starts from an empty one and fills it notebook by notebook. A rerun of some notebooks keeps
+the others' entries.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+from holomerge_lab.bench import machine
+from holomerge_lab.data import cache_dir
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+GPU_ONLY = ("08",)
+CELL_TIMEOUT = 3600  # s: a normal-mode cell may train for many minutes on 2 cores
+
+
+def cell_seconds(cell) -> float | None:
+    """A cell's run time from the timestamps nbclient records (execute_input to execute_reply)."""
+    timing = cell.get("metadata", {}).get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def time_notebook(path: Path, keep: Path | None) -> dict:
+    notebook = nbformat.read(path, as_version=4)
+    env_fast = os.environ.pop("HOLOMERGE_FAST", None)  # normal mode, as a reader runs it
+    client = NotebookClient(
+        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )  # fmt: skip
+    began, error = time.perf_counter(), None
+    try:
+        client.execute()
+    except (CellExecutionError, DeadKernelError) as e:
+        error = f"{type(e).__name__}: {str(e)[-2000:]}"
+    finally:
+        if env_fast is not None:
+            os.environ["HOLOMERGE_FAST"] = env_fast
+    seconds = time.perf_counter() - began
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, keep / path.name)
+    cells = [
+        {"index": i, "seconds": s, "first_line": "".join(c["source"]).strip().splitlines()[0][:80]}
+        for i, c in enumerate(notebook.cells)
+        if c.cell_type == "code" and c["source"].strip() and (s := cell_seconds(c)) is not None
+    ]
+    slowest = sorted(cells, key=lambda c: -c["seconds"])[:5]
+    return {"seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("names", nargs="*", help="notebook prefixes, e.g. 00 04 (default: all but 08)")
+    parser.add_argument("--keep", type=Path, help="also write the executed notebooks into this folder")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "notebook_times.json")
+    args = parser.parse_args()
+    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    chosen = [p for p in paths if (p.name[:2] in args.names if args.names else p.name[:2] not in GPU_ONLY)]
+    if not chosen:
+        sys.exit(f"no notebook matches {args.names}; choose among {[p.name[:2] for p in paths]}")
+    record = json.loads(args.out.read_text()) if args.out.is_file() else {"notebooks": {}}
+    for path in chosen:
+        cached = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
+        entry = time_notebook(path, args.keep)
+        entry["machine"], entry["cache_at_start"] = machine(), cached  # [] = a first-time reader's cold cache
+        record["notebooks"][path.stem] = entry
+        record["command"] = "python benchmarks/notebook_times.py [NAMES]"
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        state = "ran to the end" if entry["completed"] else "FAILED"
+        print(f"{path.name}: {entry['seconds']:.0f} s, {state}", flush=True)
