@@ -97,9 +97,9 @@ def test_ablation_lab_in_jupyterlab(tmp_path):
 
 
 def open_voila_app(page, url: str, log: Path) -> None:
-    """Load the app until its panel shows. Voila runs the notebook with nbclient, which now and then never sees a
-    cell's closing message and waits out the cell's timeout (tests/test_notebooks.py meets the same); each load
-    starts a fresh kernel, so a stuck load is left behind and the page loaded again."""
+    """Load the app until its panel shows. Voila runs the notebook with nbclient, where a cell that captured output
+    into a widget now and then never finished (the panel no longer captures; see `widgets.show_in`); should a load
+    still stall, it is left behind and the page loaded again, which starts a fresh kernel."""
     for attempt in range(1, VOILA_ATTEMPTS + 1):
         page.goto(url, timeout=VOILA_LOAD_MS, wait_until="commit")
         try:

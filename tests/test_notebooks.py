@@ -34,9 +34,10 @@ def test_committed_without_outputs_or_widget_state(path):
 
 
 def execute_fast(path: Path, tmp_path: Path) -> None:
-    """Seen here, now and then: a cell's closing IOPub message never reaches nbclient, which then waits out its
-    per-cell timeout (90 s; fast-mode cells take seconds) and goes on. Each run also has a wall-clock limit; a run
-    stuck past it is killed and run again in a fresh process. A notebook that fails fails every attempt."""
+    """A cell that drew into an `ipywidgets.Output` by capture (`with out:`) now and then never finished under
+    nbclient; the notebooks and panels set an Output's contents directly now (`widgets.show_in`). Each run still has
+    a wall-clock limit, in case: a run stuck past it is killed and run again in a fresh process. A notebook that
+    fails fails every attempt."""
     env = {**os.environ, "HOLOMERGE_FAST": "1", "HF_HUB_OFFLINE": "1"}
     for attempt in range(1, ATTEMPTS + 1):
         process = subprocess.Popen(
