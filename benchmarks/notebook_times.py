@@ -1,17 +1,24 @@
 """Each notebook as a reader runs it: normal mode (fast mode off), top to bottom, in a fresh kernel, timed per cell.
 
     python benchmarks/notebook_times.py [NAMES ...] [--keep DIR] [--out benchmarks/notebook_times.json]
+    python benchmarks/notebook_times.py --stamp     # write the measured times into the notebooks
 
 NAMES are notebook prefixes (`00 04`); none means every notebook but 08 (GPU only). `--keep DIR` also writes each
 executed notebook (with its outputs) into DIR. The JSON holds, per notebook, the wall time, whether it ran to the
 end (and the error if not), its slowest cells and what the disk cache (`HOLOMERGE_CACHE`) held when it started:
 a first-time reader starts from an empty one and fills it notebook by notebook. A rerun of some notebooks keeps
 the others' entries.
+
+`--stamp` writes what was measured where a reader sees it before running anything: a "Run time" line in each
+notebook's first cell, and a first-line comment in every cell that took longer than SLOW_CELL_S. The entry keeps a
+digest of the code it timed; tests/test_notebook_times.py fails when a notebook's code has changed since (rerun it).
 """
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import sys
 import time
 from datetime import datetime
@@ -27,6 +34,49 @@ from holomerge_lab.data import cache_dir
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 GPU_ONLY = ("08",)
 CELL_TIMEOUT = 3600  # s: a normal-mode cell may train for many minutes on 2 cores
+SLOW_CELL_S = 20  # a cell slower than this says so in its first line
+RUN_TIME = "**Run time.**"  # how the first cell's line starts
+SLOW_COMMENT = re.compile(r"^# ≈ .* live on 2 cores \(benchmarks/notebook_times\.json\)\n")
+
+
+def code_digest(notebook) -> str:
+    """A digest of the notebook's code, the stamps left out: what a measured time belongs to."""
+    code = [SLOW_COMMENT.sub("", "".join(c["source"])) for c in notebook["cells"] if c["cell_type"] == "code"]
+    return hashlib.sha256("\x00".join(code).encode()).hexdigest()
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def run_time_line(entry: dict, name: str) -> str:
+    when = entry["machine"]["date"][:10]
+    return (
+        f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores from an empty cache "
+        f"(measured {when}: `python benchmarks/notebook_times.py {name[:2]}`); a rerun with the cache filled is faster."
+    )
+
+
+def slow_comment(seconds: float) -> str:
+    return f"# ≈ {duration(seconds)} live on 2 cores (benchmarks/notebook_times.json)\n"
+
+
+def stamped(notebook, name: str, entry: dict):
+    """The notebook with its measured run time in the first cell and a comment atop every slow cell."""
+    first = notebook["cells"][0]
+    lines = "".join(first["source"]).split("\n")
+    earlier = [i for i, line in enumerate(lines) if line.startswith(RUN_TIME)]
+    for i in earlier[::-1]:  # an earlier stamp goes, with the blank line after it
+        del lines[i : i + 2]
+    title = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    lines[title + 2 : title + 2] = [run_time_line(entry, name), ""]
+    first["source"] = "\n".join(lines)
+    slow = {c["index"]: c["seconds"] for c in entry["slow_cells"]}
+    for i, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "code":
+            source = SLOW_COMMENT.sub("", "".join(cell["source"]))
+            cell["source"] = (slow_comment(slow[i]) if i in slow else "") + source
+    return notebook
 
 
 def cell_seconds(cell) -> float | None:
@@ -64,7 +114,11 @@ def time_notebook(path: Path, keep: Path | None) -> dict:
         if c.cell_type == "code" and c["source"].strip() and (s := cell_seconds(c)) is not None
     ]
     slowest = sorted(cells, key=lambda c: -c["seconds"])[:5]
-    return {"seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest}
+    slow = [c for c in cells if c["seconds"] > SLOW_CELL_S]
+    return {
+        "seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest,
+        "slow_cells": slow, "code_sha256": code_digest(nbformat.read(path, as_version=4)),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -72,7 +126,14 @@ if __name__ == "__main__":
     parser.add_argument("names", nargs="*", help="notebook prefixes, e.g. 00 04 (default: all but 08)")
     parser.add_argument("--keep", type=Path, help="also write the executed notebooks into this folder")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "notebook_times.json")
+    parser.add_argument("--stamp", action="store_true", help="write the measured times into the notebooks")
     args = parser.parse_args()
+    if args.stamp:
+        for name, entry in json.loads(args.out.read_text())["notebooks"].items():
+            path = NOTEBOOKS / f"{name}.ipynb"
+            nbformat.write(stamped(nbformat.read(path, as_version=4), name, entry), path)
+            print(f"{path.name}: {duration(entry['seconds'])}, {len(entry['slow_cells'])} slow cells")
+        sys.exit(0)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     chosen = [p for p in paths if (p.name[:2] in args.names if args.names else p.name[:2] not in GPU_ONLY)]
     if not chosen:
