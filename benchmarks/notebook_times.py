@@ -139,12 +139,16 @@ if __name__ == "__main__":
     if not chosen:
         sys.exit(f"no notebook matches {args.names}; choose among {[p.name[:2] for p in paths]}")
     record = json.loads(args.out.read_text()) if args.out.is_file() else {"notebooks": {}}
+    record["machine"] = machine()  # where this invocation ran; each entry keeps its own too
     for path in chosen:
         cached = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
         entry = time_notebook(path, args.keep)
         entry["machine"], entry["cache_at_start"] = machine(), cached  # [] = a first-time reader's cold cache
         record["notebooks"][path.stem] = entry
-        record["command"] = "python benchmarks/notebook_times.py [NAMES]"
+        record["command"], record["load_average_after"] = (
+            "python benchmarks/notebook_times.py",
+            os.getloadavg(),
+        )
         args.out.write_text(json.dumps(record, indent=1) + "\n")
         state = "ran to the end" if entry["completed"] else "FAILED"
         print(f"{path.name}: {entry['seconds']:.0f} s, {state}", flush=True)
