@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # open_clip must never wait on the Hugging Face hub (a missing pretrained tag would hang ~46 s offline)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo evidence test lab app book clean
+.PHONY: demo evidence test lab app book students clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -74,5 +74,11 @@ BOOK_FLAGS ?=
 book: $(VENV)/.dev
 	$(BIN)/python -m holomerge_lab.book --out build/book $(BOOK_FLAGS)
 
+# Student copies: every notebook with its worked solutions removed, into build/students/ (generated, never committed;
+# STUDENTS_OUT=DIR writes elsewhere, never into notebooks/ nor over a folder it did not create)
+STUDENTS_OUT ?= build/students
+students: $(VENV)/.installed
+	$(BIN)/python -m holomerge_lab.student --out $(STUDENTS_OUT)
+
 clean:
-	rm -rf $(VENV) results .pytest_cache build/book
+	rm -rf $(VENV) results .pytest_cache build/book build/students

@@ -17,7 +17,6 @@ import argparse
 import html
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -32,10 +31,13 @@ import nbformat
 
 from .book_assets import TEMPLATE, copy_assets
 from .book_outputs import make_static
+from .output_folder import replace_folder
+from .student import student_copy
 
 ROOT = Path(__file__).parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 TIMES = ROOT / "benchmarks" / "notebook_times.json"
+TEACHING = ROOT / "TEACHING.md"  # the teacher's page, rendered into the book as teaching.html
 GPU_ONLY = ("08",)
 MARKER = ".holomerge-book"  # a folder holding this file was written by this module and may be replaced
 WORDS_PER_MINUTE = 200
@@ -64,6 +66,10 @@ class Page:
     @property
     def file(self) -> str:
         return f"{self.stem}.html"
+
+    @property
+    def student_file(self) -> str:
+        return f"{self.stem}.student.ipynb"
 
 
 def reading_words(notebook: nbformat.NotebookNode) -> int:
@@ -167,6 +173,7 @@ def nav(pages: Sequence[Page], i: int) -> str:
     links = [
         '<a href="index.html">↑ the book</a>',
         f'<a href="{pages[i].stem}.ipynb" download>this notebook (.ipynb)</a>',
+        f'<a href="{pages[i].student_file}" download>student copy (.ipynb, no solutions)</a>',
     ]
     if i > 0:
         links.append(f'<a href="{pages[i - 1].file}">← {html.escape(pages[i - 1].title)}</a>')
@@ -203,7 +210,24 @@ def inline_markdown(text: str) -> str:
     return mistune.html(text).strip().removeprefix("<p>").removesuffix("</p>")
 
 
-def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command: str) -> str:
+def teaching_page(markdown: str) -> str:
+    """The teacher's page (TEACHING.md) as a page of the book, so a teacher reads the plan beside the chapters."""
+    import mistune
+
+    body = mistune.create_markdown(plugins=["table"])(markdown)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>holomerge_lab: teaching with the tour</title>
+<link rel="stylesheet" href="assets/book.css"></head>
+<body><main class="hm-book-front">
+<p><a href="index.html">↑ the book</a></p>
+{body}
+</main></body></html>
+"""
+
+
+def front_page(
+    pages: Sequence[Page], times: dict[str, dict], mode: str, command: str, teaching: bool = False
+) -> str:  # fmt: skip
     """The index: what to read in what order, how long each takes to read and to run, and how this book was made."""
     items = []
     for page in pages:
@@ -219,6 +243,12 @@ def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command
             f"{html.escape(built)}</small></li>"
         )
     banner = f'<p class="hm-book-banner hm-book-fast">{html.escape(FAST_LABEL)}</p>' if mode == "fast" else ""
+    teacher = (
+        '<p><a href="teaching.html"><b>Teaching with the tour</b></a>: a 90-minute session plan, a 45-minute '
+        "variant, what each figure shows and the questions to pause on.</p>\n"
+        if teaching
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>holomerge_lab: the book</title>
 <link rel="stylesheet" href="assets/book.css"></head>
@@ -229,8 +259,9 @@ def front_page(pages: Sequence[Page], times: dict[str, dict], mode: str, command
 00 is the whole method in one pass; 01 to 05 take its stages apart one at a time (tangent fine-tuning, loss
 barriers, Adam's v as a Fisher, the merge rules, alignment); 06 combines them; 07 asks what is still open; 08 runs
 the same calls on CLIP with a GPU. Each chapter ends with exercises: open it in JupyterLab (<code>make lab</code>),
-Colab or Binder to move its widgets and rerun it.</p>
-<ol>
+Colab or Binder to move its widgets and rerun it. Each chapter's page also offers a student copy, the same
+notebook without its worked solutions.</p>
+{teacher}<ol>
 {"".join(items)}
 </ol>
 <p><small>Reading times count the prose and code at {WORDS_PER_MINUTE} words a minute. Run times are from
@@ -243,17 +274,13 @@ bottom in a fresh kernel). Built {datetime.now().isoformat(timespec="minutes")} 
 
 def clear_output_folder(out: Path) -> None:
     """Make `out` an empty book folder; refuse a folder with anything in it that this module did not write."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file()):
-            raise SystemExit(f"{out} exists and is not a book folder (no {MARKER}): refusing to overwrite it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text("written by python -m holomerge_lab.book; replaced by the next build\n")
+    replace_folder(out, MARKER, "book", "python -m holomerge_lab.book")
 
 
 def build(
     out: Path, names: Sequence[str] = (), mode: str = "normal", source: Path | None = None,
     times: Path = TIMES, notebooks: Path = NOTEBOOKS, command: str = "python -m holomerge_lab.book",
+    teaching: Path = TEACHING,
 ) -> list[Page]:  # fmt: skip
     """Write the book into `out` (and nowhere else) and return its pages."""
     paths = sorted(notebooks.glob("[0-9][0-9]_*.ipynb"))
@@ -271,13 +298,17 @@ def build(
         nbformat.write(
             notebook, out / f"{page.stem}.ipynb"
         )  # the page's notebook with its outputs, to download
+        nbformat.write(student_copy(nbformat.read(chosen[i], as_version=4)), out / page.student_file)
         body, _ = render.from_notebook_node(
             make_static(notebook),
             resources={"metadata": {"name": page.title}, "book": {"nav": nav(pages, i), "kind": page.kind,
                                                                    "label": page.label}},
         )  # fmt: skip
         (out / page.file).write_text(body, encoding="utf-8")
-    (out / "index.html").write_text(front_page(pages, measured_times(times), mode, command), encoding="utf-8")
+    if teaching.is_file():
+        (out / "teaching.html").write_text(teaching_page(teaching.read_text()), encoding="utf-8")
+    front = front_page(pages, measured_times(times), mode, command, teaching=teaching.is_file())
+    (out / "index.html").write_text(front, encoding="utf-8")
     return pages
 
 

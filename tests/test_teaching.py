@@ -1,0 +1,86 @@
+"""TEACHING.md quotes only what the repository measured: run times from notebook_times.json, results from the
+README's and the benchmarks' tables. A rerun that changes a number makes this fail until the page is updated."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PAGE = ROOT / "TEACHING.md"
+TIMES = ROOT / "benchmarks" / "notebook_times.json"
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# where a quoted result may come from
+SOURCES = [ROOT / "README.md", *sorted((ROOT / "benchmarks").glob("*.md"))]
+TIME = re.compile(r"(\d+) (s|min)\b")
+
+
+def run_times_table(text: str) -> tuple[list[list[str]], str]:
+    """The rows of the *Run times* table (cells stripped), and the page without that table."""
+    start = text.index("### Run times")
+    lines = text[start:].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next(i for i in range(first, len(lines)) if not lines[i].startswith("|"))
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[first + 2 : end]]
+    rest = text[:start] + "\n".join(lines[:first] + lines[end:])
+    return rows, rest
+
+
+def measured() -> dict[str, dict]:
+    return json.loads(TIMES.read_text())["notebooks"] if TIMES.is_file() else {}
+
+
+def quoted_seconds_match(quoted: str, seconds: float) -> bool:
+    """`quoted` ("84 s", "3 min") is `seconds` rounded as written."""
+    match = TIME.fullmatch(quoted.split(",")[0])
+    if match is None:
+        return False
+    value, unit = int(match[1]), match[2]
+    return value == round(seconds if unit == "s" else seconds / 60)
+
+
+def test_quoted_run_times_are_the_measured_ones():
+    rows, _ = run_times_table(PAGE.read_text())
+    times = measured()
+    by_prefix = {row[0][:2]: row for row in rows}
+    assert sorted(by_prefix) == [stem[:2] for stem in NOTEBOOKS], "one row per notebook"
+    for stem in NOTEBOOKS:
+        _, quoted, slowest = by_prefix[stem[:2]]
+        entry = times.get(stem)
+        if quoted.startswith("not measured yet"):
+            assert entry is None or entry.get("seconds") is None, f"{stem} is measured now: quote its time"
+            continue
+        assert entry is not None, f"{stem}: TEACHING.md quotes {quoted!r}, notebook_times.json has no entry"
+        assert quoted_seconds_match(quoted, entry["seconds"]), (stem, quoted, entry["seconds"])
+        assert ("stopped by an error" in quoted) == (not entry.get("completed", True)), (stem, quoted)
+        cell = re.match(r"`([^`]+)`", slowest)  # the slowest cell, named by its first line
+        assert cell and entry["slowest_cells"][0]["first_line"].startswith(cell[1]), (stem, slowest)
+
+
+def test_no_run_time_is_quoted_outside_the_table():
+    _, rest = run_times_table(PAGE.read_text())
+    near = r"[^.\n|]{0,40}"
+    pattern = rf"\d+ ?(s|min)\b{near}normal[- ]mode|normal[- ]mode{near}\b\d+ ?(s|min)\b"
+    assert re.search(pattern, rest) is None, "quote normal-mode run times in the Run times table only"
+
+
+def test_every_result_quoted_comes_from_a_shipped_table():
+    """Every interval (a ± b) and every decimal or large number on the page appears in README.md or
+    benchmarks/*.md, signs aside (the page may say "gains 3.58" where a table says -3.58)."""
+    _, rest = run_times_table(PAGE.read_text())
+    sources = " ".join(path.read_text() for path in SOURCES)
+    intervals = re.findall(r"\d+\.\d+ ± \d+\.\d+", rest)
+    numbers = re.findall(r"(?<![\w.])\d+\.\d+(?![\w.])|\b\d{4,}\b", re.sub(r"\d+\.\d+ ± \d+\.\d+", " ", rest))
+    assert len(intervals) > 20 and numbers
+    missing = [q for q in intervals + numbers if q not in sources]
+    assert missing == [], f"not in README.md or benchmarks/*.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    "quoted, seconds, ok",
+    [("84 s", 84.15, True), ("3 min", 177.3, True), ("2 min", 177.3, False), ("85 s", 84.15, False),
+     ("about a minute", 60, False)],
+)  # fmt: skip
+def test_rounding_as_written(quoted, seconds, ok):
+    assert quoted_seconds_match(quoted, seconds) is ok
