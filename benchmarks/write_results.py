@@ -235,7 +235,7 @@ def notebook_times(r: dict) -> list[str]:
             f"{e['machine']['load_average'][0]:.1f} | {slow['seconds']:.0f} s: `{slow['first_line']}` |"
         )
     total = sum(e["seconds"] for e in entries.values())
-    lines += ["", f"The whole tour (00–07): **{total / 60:.1f} min**.", ""]
+    lines += ["", f"The whole tour (00–07): **{total / 60:.1f} min**."]
     return lines
 
 
