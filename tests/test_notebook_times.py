@@ -68,3 +68,11 @@ def test_stamp_states_the_time_and_marks_only_the_slow_cells():
         notebook_times.stamped(copy.deepcopy(once), "99_a", entry) == once
     )  # stamping again changes nothing
     assert notebook_times.code_digest(once) == notebook_times.code_digest(notebook)
+
+
+def test_the_readme_quotes_the_measured_range_and_total():
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    seconds = [TIMES[p.stem]["seconds"] for p in TOUR]
+    fastest, slowest = (notebook_times.duration(s) for s in (min(seconds), max(seconds)))
+    assert f"in {fastest} to {slowest} in normal mode" in readme
+    assert f"{sum(seconds) / 60:.0f} min for 00–07 in a row" in readme
