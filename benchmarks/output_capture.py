@@ -11,17 +11,24 @@ tests, Voila and the book do; a cell waits at most CELL_TIMEOUT seconds. Wall ti
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 from holomerge_lab.bench import machine
 
 CELL_TIMEOUT = 60
+RUN_LIMIT_S = 180  # a run set directly takes seconds
+RUNNER = """
+import sys, nbformat
+from nbclient import NotebookClient
+NotebookClient(nbformat.read(sys.argv[1], as_version=4), timeout=int(sys.argv[2]), kernel_name="python3").execute()
+"""
 SETUP = (
     "import ipywidgets as W, numpy as np, plotly.graph_objects as go\n"
     "from IPython.display import display\n"
@@ -40,14 +47,20 @@ def notebook(way: str, cells: int):
     return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [SETUP, *code]])
 
 
-def one_run(way: str, cells: int, folder: str) -> dict:
+def one_run(way: str, cells: int, folder: Path) -> dict:
+    """One execution in a process of its own, killed after RUN_LIMIT_S: a stalled run may never end by itself."""
+    path = folder / f"{way.replace(' ', '-')}.ipynb"
+    nbformat.write(notebook(way, cells), path)
     began = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-c", RUNNER, str(path), str(CELL_TIMEOUT)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        NotebookClient(notebook(way, cells), timeout=CELL_TIMEOUT, kernel_name="python3",
-                       resources={"metadata": {"path": folder}}).execute()  # fmt: skip
-        outcome = "ran"
-    except Exception as e:  # a stalled cell ends in nbclient's timeout error: that is the measurement
-        outcome = f"{type(e).__name__}"
+        _, err = process.communicate(timeout=RUN_LIMIT_S)
+        outcome = "ran" if process.returncode == 0 else err.strip().splitlines()[-1][:120]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        outcome = f"stalled: killed after {RUN_LIMIT_S} s"
     return {"seconds": time.perf_counter() - began, "outcome": outcome}
 
 
@@ -63,7 +76,8 @@ if __name__ == "__main__":
         "cells": args.cells,
         "runs": {},
     }
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
         for r in range(args.runs):  # interleaved: the machine's noise falls on both alike
             for way in DRAW:
                 run = one_run(way, args.cells, folder)

@@ -253,9 +253,11 @@ def output_capture(r: dict) -> list[str]:
         lines.append(f"| {way} | {seconds} | {stalled} of {len(runs)} |")
     return lines + [
         "",
-        "Captured output (`with out:`) makes nbclient sync the widget's state back to the kernel for every message;",
-        "set directly (`widgets.show_in`), the outputs travel once, as widget state. The notebooks and panels now set",
-        "them directly; before, a normal-mode run of notebook 02 sat idle for 10 min on such a cell.",
+        "A stalled run's kernel sits idle while nbclient waits: with captured output (`with out:`) nbclient keeps",
+        "the widget's outputs itself and syncs them back to the kernel message by message; set directly",
+        "(`widgets.show_in`), the outputs travel once, as widget state. The notebooks and panels now set them",
+        "directly. Before, a normal-mode run of notebook 02 sat idle for 10 min on such a cell (and the Voila test",
+        "in CI waited 15 min for a panel that never came, most likely the same stall).",
         "",
     ]
 

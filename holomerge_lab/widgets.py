@@ -142,9 +142,9 @@ def with_seeds(configs: Sequence[RunConfig], n: int) -> list[RunConfig]:
 def show_in(output: W.Output, *items: object) -> None:
     """Make `output` show `items` (figures, or text) in place of what it showed.
 
-    The outputs are set on the widget, not captured with `with output:`. Captured, a plotly figure cost nbclient (the
-    notebook tests, Voila, the book) from 5 s to minutes per cell, and now and then a cell never finished: 40 such
-    cells took 6–348 s a run and one run in five stalled, against 5–7 s every run set directly (RESULTS.md)."""
+    The outputs are set on the widget, not captured with `with output:`. Under nbclient (the notebook tests, Voila,
+    the book) a cell that captured a plotly figure now and then never finished: 1 run in 3 of 40 such cells stalled,
+    while set directly every run took 7–9 s (benchmarks/output_capture.py, RESULTS.md)."""
     output.outputs = tuple(_output_of(item) for item in items)
 
 
