@@ -264,10 +264,13 @@ def output_capture(r: dict) -> list[str]:
 
 NOTES = """## make demo and the notebooks
 
-`time OMP_NUM_THREADS=1 make demo` (venv already built, trunk features already cached), 2026-11-28, 2 cores, load
-average ~3.5 from other jobs on the same cores: **14 min 21 s** for both comparisons (10 rows each; the rows' own
-times sum to 385 s on split-animal and 452 s on rotated-mnist). A 5-task holistic run alone took 45–67 s there; on a
-quiet machine with 2 threads a standard step is 30 ms and a tangent step 36.5 ms (section 1 measures the ratio).
+`HOLOMERGE_CACHE=$(mktemp -d) /usr/bin/time -v make demo` (venv already built; an empty cache folder, so trunk
+features and every fine-tune are computed), 2026-12-02, 2 quiet cores (nothing else running), default threads:
+**3 min 44 s** wall for both comparisons (split-mnist-fashion-animal at lr 3e-4 and rotated-mnist, 10 rows each;
+190 % CPU, peak RSS 1.25 GB). The task cache shared what rows could share: 29 and 23 task models fine-tuned, 19 and
+17 reused. Its numbers match the shipped seed-0 runs (benchmarks/evidence/) exactly for holistic and zero-shot and
+within a few tenths of a point elsewhere (those ran under other thread counts, which change float sums); the
+earlier measurement, on the old streams without the task cache and at load ~3.5, was 14 min 21 s.
 
 Fast-mode notebook times (`OMP_NUM_THREADS=1 HOLOMERGE_FAST=1 pytest tests/test_notebooks.py -k NAME -s`; set
 `HOLOMERGE_NOTEBOOK_TIMINGS=FILE` to collect them), 2026-11-28, same shared machine: 00 tour 13.1 s, 01 tangent space
