@@ -273,6 +273,12 @@ sums): final ACC equal in 9 of the 20 rows (holistic and its ablations among the
 +0.97 points for sequential fine-tuning on the class-incremental stream (six chained fine-tunes amplify the
 difference). The earlier measurement, on the old streams without the task cache and at load ~3.5, was 14 min 21 s.
 
+`time .ci/run` (= `make test`: ruff, then pytest with `--durations=20`), 2026-12-02, 2 quiet cores, venv built and
+the disk cache warm: **7 min 58 s** wall, 432 passed. Slowest: the Colab cell's install into a fresh venv and
+notebook 00 there (103 s), then each notebook in fast mode (11–21 s), the two browser tests (19 s and 15 s), the
+book in Chromium (15 s), the Binder cap (12–13 s per notebook). CI starts from an empty cache; its log prints the
+same 20 durations.
+
 Fast-mode notebook times (`OMP_NUM_THREADS=1 HOLOMERGE_FAST=1 pytest tests/test_notebooks.py -k NAME -s`; set
 `HOLOMERGE_NOTEBOOK_TIMINGS=FILE` to collect them), 2026-11-28, same shared machine: 00 tour 13.1 s, 01 tangent space
 12.1 s, 02 loss barriers 21.9 s, 03 Adam v vs Fisher 19.0 s, 04 continual merging 26.1 s, 05 representation
