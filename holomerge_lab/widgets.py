@@ -144,8 +144,8 @@ def show_in(output: W.Output, *items: object) -> None:
 
     The outputs are set on the widget, not captured with `with output:`. Under nbclient (the notebook tests, Voila,
     the book) a cell that captured a plotly figure now and then never finished: of 3 runs of 40 such cells, one
-    stalled, while set directly every run took 7–9 s (benchmarks/output_capture.py, RESULTS.md). It is also what
-    `Output.append_display_data` does, so JupyterLab, Voila, Colab and VS Code draw it alike."""
+    stalled, while set directly every run took 7–9 s (benchmarks/output_capture.py, RESULTS.md). Setting `outputs`
+    is what ipywidgets' own `Output.append_display_data` does (drawn here in JupyterLab and Voila)."""
     output.outputs = tuple(_output_of(item) for item in items)
 
 
