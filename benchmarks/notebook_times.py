@@ -52,8 +52,9 @@ def duration(seconds: float) -> str:
 def run_time_line(entry: dict, name: str) -> str:
     when = entry["machine"]["date"][:10]
     return (
-        f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores from an empty cache "
-        f"(measured {when}: `python benchmarks/notebook_times.py {name[:2]}`); a rerun with the cache filled is faster."
+        f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores, as a first-time reader "
+        f"runs the tour in order (measured {when}: `python benchmarks/notebook_times.py`); a rerun is faster, its "
+        "fine-tuned models cached."
     )
 
 

@@ -61,7 +61,7 @@ def test_stamp_states_the_time_and_marks_only_the_slow_cells():
         "slow_cells": [{"index": 2, "seconds": 42.0}],
     }
     once = notebook_times.stamped(copy.deepcopy(notebook), "99_a", entry)
-    assert once.cells[0].source.splitlines()[2].startswith("**Run time.** About 2 min live")
+    assert once.cells[0].source.splitlines()[2].startswith("**Run time.** About 2 min live, top to bottom")
     assert once.cells[1].source == "fast()"
     assert once.cells[2].source == "# ≈ 42 s live on 2 cores (benchmarks/notebook_times.json)\nslow()"
     assert (
