@@ -68,10 +68,10 @@ app: $(VENV)/.dev
 	$(BIN)/voila notebooks/06_ablation_lab.ipynb --Voila.ip=127.0.0.1
 
 # The book: every notebook executed and rendered with its outputs into build/book/ (opens offline: build/book/index.html).
-# Normal mode runs the whole tour (an hour or more on 2 cores); BOOK_FLAGS=--fast is a labelled preview in minutes;
+# Normal mode runs the whole tour (21 min on 2 cores: benchmarks/RESULTS.md); BOOK_FLAGS=--fast is a labelled preview in minutes;
 # BOOK_FLAGS="--from DIR" renders notebooks executed before (python benchmarks/notebook_times.py --keep DIR)
 BOOK_FLAGS ?=
-book: $(VENV)/.dev
+book: $(VENV)/.dev $(FASHION)
 	$(BIN)/python -m holomerge_lab.book --out build/book $(BOOK_FLAGS)
 
 # Student copies: every notebook with its worked solutions removed, into build/students/ (generated, never committed;
