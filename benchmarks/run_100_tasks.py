@@ -1,12 +1,13 @@
 """The 100-domain rotated-mnist run (quick preset, small domains): time and joint accuracy after every task.
 
-    OMP_NUM_THREADS=1 python benchmarks/run_100_tasks.py [--tasks 100] [--out benchmarks/rotated_mnist_100_tasks.json]
+    python benchmarks/run_100_tasks.py [--tasks 100] [--out benchmarks/rotated_mnist_100_tasks.json]
 
 Notebook 07 reads the JSON it writes.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "rotated_mnist_100_tasks.json")
     args = parser.parse_args()
     record = long_run(args.tasks, **SETTINGS)
-    record["command"] = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    record["command"] = threads + "python " + " ".join(sys.argv)
     args.out.write_text(json.dumps(record, indent=1))
     joint = record["result"]["joint_accuracy"]
     print(
