@@ -1,15 +1,9 @@
 """The merge-rule zoo (TIES, MagMax, Fisher merging, OPCM, EWC) against hand computations and closed forms."""
 
-import functools
-import importlib
-import importlib.util
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_config
+from conftest import fusion_bench_module, small_config
 from torch import nn
 
 from holomerge_lab import metrics
@@ -252,21 +246,9 @@ def test_opcm_projects_linear_weights_only_and_q_k_v_apart():
     assert len(opcm_blocks(qkv, theta0[qkv])) == 3
 
 
-@functools.cache
 def _fusion_bench_ties():
-    """FusionBench's own TIES utilities. `import fusion_bench` pulls in its whole framework (lightning, hydra,
-    transformers); the utilities module needs only torch, so it is loaded under bare parent packages."""
-    root = Path(importlib.util.find_spec("fusion_bench").submodule_search_locations[0])
-    for name in (
-        "fusion_bench",
-        "fusion_bench.utils",
-        "fusion_bench.method",
-        "fusion_bench.method.ties_merging",
-    ):
-        package = types.ModuleType(name)
-        package.__path__ = [str(root.joinpath(*name.split(".")[1:]))]
-        sys.modules[name] = package
-    return importlib.import_module("fusion_bench.method.ties_merging.ties_merging_utils")
+    """FusionBench's own TIES utilities."""
+    return fusion_bench_module("fusion_bench.method.ties_merging.ties_merging_utils")
 
 
 def _fusion_bench_continual_ties(theta0, models, scaling_factor=0.5, threshold=20):
