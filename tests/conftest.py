@@ -28,24 +28,3 @@ def small_prepared():
 def _seeded():
     torch.manual_seed(0)
 
-
-def fusion_bench_module(dotted: str):
-    """One module of FusionBench, the peer library. `import fusion_bench` pulls in its whole framework (lightning,
-    hydra, transformers); the modules the tests compare against need only torch, so each is loaded under bare
-    parent packages."""
-    import importlib
-    import importlib.util
-    import sys
-    import types
-    from pathlib import Path
-
-    loaded = sys.modules.get("fusion_bench")  # a bare package from an earlier call has no spec to find
-    root = Path(loaded.__path__[0] if loaded else importlib.util.find_spec("fusion_bench").submodule_search_locations[0])
-    parts = dotted.split(".")
-    for depth in range(1, len(parts)):
-        name = ".".join(parts[:depth])
-        if name not in sys.modules:
-            package = types.ModuleType(name)
-            package.__path__ = [str(root.joinpath(*parts[1:depth]))]
-            sys.modules[name] = package
-    return importlib.import_module(dotted)

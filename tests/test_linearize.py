@@ -1,15 +1,18 @@
 """f_lin against independent computations: f itself at θ0, exact linearity, a finite-difference Taylor term, and
 FusionBench's `LinearizedModelWraper` (the peer library's f_lin), bit for bit."""
 
-import copy
+import sys
+from pathlib import Path
 
 import torch
-from conftest import fusion_bench_module
 from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from holomerge_lab.linearize import LinearizedModel, forward_fn, linearized_forward
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from fusion_bench_peer import linearized_wrapper  # noqa: E402
 
 
 class TinyAttention(nn.Module):
@@ -94,20 +97,11 @@ def test_forward_fn_tangent_and_standard_agree_at_theta0():
     torch.testing.assert_close(standard, tangent, rtol=0, atol=1e-12)
 
 
-def fusion_bench_linearized(module: nn.Module, theta0: dict, theta: dict) -> nn.Module:
-    """FusionBench's `LinearizedModelWraper` around a copy of `module` holding θ, linearized at θ0."""
-    wrapper = fusion_bench_module("fusion_bench.models.linearized.linearized_model_utils").LinearizedModelWraper
-    init, moved = copy.deepcopy(module), copy.deepcopy(module)
-    init.load_state_dict(theta0, strict=False)
-    moved.load_state_dict(theta, strict=False)
-    return wrapper(moved, init_model=init)
-
-
 def test_equals_fusion_bench_linearized_wrapper_on_attention():
     model, x = make()
     theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
     theta = {n: theta0[n] + 0.1 * d for n, d in random_direction(theta0, 4).items()}
-    peer = fusion_bench_linearized(model, theta0, theta)
+    peer = linearized_wrapper(model, theta0, theta)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):  # forward-mode AD needs the MATH attention in theirs too
         expected = peer(x)
     assert torch.equal(linearized_forward(model, theta0, theta, x), expected)
@@ -119,6 +113,6 @@ def test_equals_fusion_bench_linearized_wrapper_on_the_embedded_top(small_prepar
     theta = {n: theta0[n] + 1e-2 * d for n, d in random_direction(theta0, 5).items()}
     x = small_prepared.test_features[0][:16]
     with torch.no_grad():
-        expected = fusion_bench_linearized(top, theta0, theta)(x)
+        expected = linearized_wrapper(top, theta0, theta)(x)
         ours = forward_fn(top, theta0, tangent=True)(theta, x)
     assert torch.equal(ours, expected)

@@ -1,9 +1,12 @@
 """The merge-rule zoo (TIES, MagMax, Fisher merging, OPCM, EWC) against hand computations and closed forms."""
 
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
-from conftest import fusion_bench_module, small_config
+from conftest import small_config
 from torch import nn
 
 from holomerge_lab import metrics
@@ -19,6 +22,9 @@ from holomerge_lab.merging import (
 )
 from holomerge_lab.pipeline import run
 from holomerge_lab.viz import results_table
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+from fusion_bench_peer import fusion_bench_module  # noqa: E402
 
 
 def task(params, fisher=None) -> TaskModel:
