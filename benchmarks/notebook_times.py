@@ -20,20 +20,17 @@ import json
 import os
 import re
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from holomerge_lab import book
 from holomerge_lab.bench import machine
 from holomerge_lab.data import cache_dir
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 GPU_ONLY = ("08",)
-CELL_TIMEOUT = 3600  # s: a normal-mode cell may train for many minutes on 2 cores
 SLOW_CELL_S = 20  # a cell slower than this says so in its first line
 RUN_TIME = "**Run time.**"  # how the first cell's line starts
 SLOW_COMMENT = re.compile(r"^# ≈ .* live on 2 cores \(benchmarks/notebook_times\.json\)\n")
@@ -91,21 +88,10 @@ def cell_seconds(cell) -> float | None:
 
 
 def time_notebook(path: Path, keep: Path | None) -> dict:
+    """One notebook in normal mode in a fresh kernel, as the book runs it (`book.execute`), timed per cell."""
     notebook = nbformat.read(path, as_version=4)
-    env_fast = os.environ.pop("HOLOMERGE_FAST", None)  # normal mode, as a reader runs it
-    client = NotebookClient(
-        notebook, timeout=CELL_TIMEOUT, kernel_name="python3", record_timing=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )  # fmt: skip
-    began, error = time.perf_counter(), None
-    try:
-        client.execute()
-    except (CellExecutionError, DeadKernelError) as e:
-        error = f"{type(e).__name__}: {str(e)[-2000:]}"
-    finally:
-        if env_fast is not None:
-            os.environ["HOLOMERGE_FAST"] = env_fast
-    seconds = time.perf_counter() - began
+    digest = code_digest(notebook)  # of the code as it is run
+    seconds, error = book.execute(notebook, fast=False)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, keep / path.name)
@@ -118,7 +104,7 @@ def time_notebook(path: Path, keep: Path | None) -> dict:
     slow = [c for c in cells if c["seconds"] > SLOW_CELL_S]
     return {
         "seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest,
-        "slow_cells": slow, "code_sha256": code_digest(nbformat.read(path, as_version=4)),
+        "slow_cells": slow, "code_sha256": digest,
     }  # fmt: skip
 
 
