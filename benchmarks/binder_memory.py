@@ -31,13 +31,7 @@ import psutil
 CAP = 2 * 1024**3
 SAMPLE_S = 0.05
 CELL_TIMEOUT_S = 90
-"""Per cell in fast mode, as tests/test_notebooks.py: a closing IOPub message that never arrives costs this, not more."""
-RUNNER = """
-import sys, nbformat
-from nbclient import NotebookClient
-notebook = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(notebook, timeout=int(sys.argv[3]), kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
-"""
+"""Per cell in fast mode, as tests/test_notebooks.py: a cell that stalls costs this, not more."""
 
 
 class Cgroup:
@@ -117,7 +111,8 @@ def measure(notebook: Path, workdir: Path, fast: bool = True, cap: int = CAP) ->
     group = Cgroup.create(cap)
     began = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(notebook), str(workdir), str(CELL_TIMEOUT_S if fast else 1800)], env=env,
+        [sys.executable, "-m", "holomerge_lab.run_notebook", str(notebook), "--cwd", str(workdir),
+         "--timeout", str(CELL_TIMEOUT_S if fast else 1800)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=group.enter if group else None,
     )  # fmt: skip
     process, peak = psutil.Process(child.pid), 0

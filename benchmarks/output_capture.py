@@ -24,11 +24,6 @@ from holomerge_lab.bench import machine
 
 CELL_TIMEOUT = 60
 RUN_LIMIT_S = 180  # a run set directly takes seconds
-RUNNER = """
-import sys, nbformat
-from nbclient import NotebookClient
-NotebookClient(nbformat.read(sys.argv[1], as_version=4), timeout=int(sys.argv[2]), kernel_name="python3").execute()
-"""
 SETUP = (
     "import ipywidgets as W, numpy as np, plotly.graph_objects as go\n"
     "from IPython.display import display\n"
@@ -52,7 +47,7 @@ def one_run(way: str, cells: int, folder: Path) -> dict:
     path = folder / f"{way.replace(' ', '-')}.ipynb"
     nbformat.write(notebook(way, cells), path)
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", RUNNER, str(path), str(CELL_TIMEOUT)], start_new_session=True,
+    process = subprocess.Popen([sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--timeout", str(CELL_TIMEOUT)], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         _, err = process.communicate(timeout=RUN_LIMIT_S)

@@ -25,16 +25,6 @@ _spec = importlib.util.spec_from_file_location("sync_links", ROOT / "scripts" / 
 sync_links = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sync_links)
 
-RUNNER = """
-import sys, time, nbformat
-from nbclient import NotebookClient
-notebook = nbformat.read(sys.argv[1], as_version=4)
-began = time.perf_counter()
-NotebookClient(notebook, timeout=90, kernel_name=sys.argv[3], resources={"metadata": {"path": sys.argv[2]}}).execute()
-print(f"{time.perf_counter() - began:.1f}")
-"""
-
-
 def colab_commands(path: Path) -> list[str]:
     """The shell lines (`!...`) of the `if "google.colab"` block of the notebook's first code cell."""
     code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
@@ -106,8 +96,9 @@ def test_colab_cell_installs_what_the_tour_needs(tmp_path):
     }))  # fmt: skip
     clone = next(p for p in content.iterdir() if (p / "notebooks" / TOUR.name).exists())
     notebook_env = {**env, "JUPYTER_PATH": str(tmp_path / "jupyter"), "HOLOMERGE_FAST": "1"}
-    out = run([sys.executable, "-c", RUNNER, str(clone / "notebooks" / TOUR.name), str(content), "colab-fresh"],
-              notebook_env, content, 900)  # fmt: skip
+    notebook = clone / "notebooks" / TOUR.name  # -P: the clone in this folder is not the package to import
+    out = run([sys.executable, "-P", "-m", "holomerge_lab.run_notebook", str(notebook), "--cwd", str(content),
+               "--kernel", "colab-fresh"], notebook_env, content, 900)  # fmt: skip
     notebook_s = float(out.split()[-1])
     # The animal silhouettes came from the pinned wheel on PyPI, checked by its sha256 (the real online path).
     assert (cache / "downloads" / "animal_mnist-0.4-py3-none-any.whl").exists()

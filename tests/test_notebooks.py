@@ -13,17 +13,6 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]
 GPU_ONLY = {"08"}  # the CLIP-at-scale recipe needs a GPU and downloads; it is read, not run, here
 ATTEMPTS, SECONDS = 3, 300
 
-# Executes one notebook with nbclient in a process of its own and prints its wall time.
-RUNNER = """
-import sys, time, nbformat
-from nbclient import NotebookClient
-notebook = nbformat.read(sys.argv[1], as_version=4)
-began = time.perf_counter()
-NotebookClient(notebook, timeout=90, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
-print(f"{time.perf_counter() - began:.1f}")
-"""
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_without_outputs_or_widget_state(path):
     notebook = json.loads(path.read_text())
@@ -41,7 +30,7 @@ def execute_fast(path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HOLOMERGE_FAST": "1", "HF_HUB_OFFLINE": "1"}
     for attempt in range(1, ATTEMPTS + 1):
         process = subprocess.Popen(
-            [sys.executable, "-c", RUNNER, str(path), str(tmp_path)],
+            [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", str(tmp_path)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
         try:
