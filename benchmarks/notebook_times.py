@@ -3,64 +3,68 @@
     python benchmarks/notebook_times.py [NAMES ...] [--keep DIR] [--out benchmarks/notebook_times.json]
     python benchmarks/notebook_times.py --stamp     # write the measured times into the notebooks
 
+A reader's run draws its heavy figures from the shipped results (holomerge_lab/shipped.py); that is what is timed
+here. The live times (every value recomputed) are those of the run that made the bundle, read from its files
+(`python -m holomerge_lab.shipped` times every cell of the notebooks it runs live).
+
 NAMES are notebook prefixes (`00 04`); none means every notebook but 08 (GPU only). `--keep DIR` also writes each
 executed notebook (with its outputs) into DIR. The JSON holds, per notebook, the wall time, whether it ran to the
-end (and the error if not), its slowest cells and what the disk cache (`HOLOMERGE_CACHE`) held when it started:
-a first-time reader starts from an empty one and fills it notebook by notebook. A rerun of some notebooks keeps
-the others' entries.
+end (and the error if not), its slowest cells, the live times and what the disk cache (`HOLOMERGE_CACHE`) held when
+it started: a first-time reader starts from an empty one and fills it notebook by notebook. A rerun of some
+notebooks keeps the others' entries.
 
 `--stamp` writes what was measured where a reader sees it before running anything: a "Run time" line in each
-notebook's first cell, and a first-line comment in every cell that took longer than SLOW_CELL_S. The entry keeps a
-digest of the code it timed; tests/test_notebook_times.py fails when a notebook's code has changed since (rerun it).
+notebook's first cell, and a first-line comment in every cell that took longer than SLOW_CELL_S live. The entry
+keeps a digest of the code it timed; tests/test_notebook_times.py fails when a notebook's code has changed since.
 """
 
 import argparse
-import hashlib
 import json
 import os
-import re
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import nbformat
 
-from holomerge_lab import book
+from holomerge_lab import book, shipped
 from holomerge_lab.bench import machine
 from holomerge_lab.data import cache_dir
+from holomerge_lab.run_notebook import SLOW_COMMENT, cell_times, code_digest
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 GPU_ONLY = ("08",)
 SLOW_CELL_S = 20  # a cell slower than this says so in its first line
 RUN_TIME = "**Run time.**"  # how the first cell's line starts
-SLOW_COMMENT = re.compile(r"^# ≈ .* live on 2 cores \(benchmarks/notebook_times\.json\)\n")
-
-
-def code_digest(notebook) -> str:
-    """A digest of the notebook's code, the stamps left out: what a measured time belongs to."""
-    code = [SLOW_COMMENT.sub("", "".join(c["source"])) for c in notebook["cells"] if c["cell_type"] == "code"]
-    return hashlib.sha256("\x00".join(code).encode()).hexdigest()
 
 
 def duration(seconds: float) -> str:
+    if seconds < 0.5:
+        return "under 1 s"
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def run_time_line(entry: dict, name: str) -> str:
-    when = entry["machine"]["date"][:10]
+    when, live = entry["machine"]["date"][:10], entry.get("live")
+    timed = f"measured {when}: `python benchmarks/notebook_times.py`"
+    if live is None:  # no shipped results: the reader's run is the live one
+        return (
+            f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores, as a first-time reader "
+            f"runs the tour in order ({timed})."
+        )
     return (
-        f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores, as a first-time reader "
-        f"runs the tour in order (measured {when}: `python benchmarks/notebook_times.py`); a rerun is faster, its "
-        "fine-tuned models cached."
+        f"{RUN_TIME} About {duration(entry['seconds'])} from the shipped results, {duration(live['seconds'])} live "
+        "(every value recomputed: `results.live = True`), top to bottom on 2 CPU cores, as a first-time reader runs "
+        f"the tour in order ({timed}; live: `python -m holomerge_lab.shipped`)."
     )
 
 
-def slow_comment(seconds: float) -> str:
-    return f"# ≈ {duration(seconds)} live on 2 cores (benchmarks/notebook_times.json)\n"
+def slow_comment(live: float, shipped: float | None) -> str:
+    now = f", {duration(shipped)} from the shipped results" if shipped is not None else ""
+    return f"# ≈ {duration(live)} live on 2 cores{now} (benchmarks/notebook_times.json)\n"
 
 
 def stamped(notebook, name: str, entry: dict):
-    """The notebook with its measured run time in the first cell and a comment atop every slow cell."""
+    """The notebook with its measured run time in the first cell and a comment atop every cell slow live."""
     first = notebook["cells"][0]
     lines = "".join(first["source"]).split("\n")
     earlier = [i for i, line in enumerate(lines) if line.startswith(RUN_TIME)]
@@ -69,42 +73,41 @@ def stamped(notebook, name: str, entry: dict):
     title = next(i for i, line in enumerate(lines) if line.startswith("# "))
     lines[title + 2 : title + 2] = [run_time_line(entry, name), ""]
     first["source"] = "\n".join(lines)
-    slow = {c["index"]: c["seconds"] for c in entry["slow_cells"]}
+    now = {c["index"]: c["seconds"] for c in entry["cells"]}
+    live = entry.get("live")
+    slow = {c["index"]: c["seconds"] for c in (live or entry)["cells"] if c["seconds"] > SLOW_CELL_S}
     for i, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] == "code":
             source = SLOW_COMMENT.sub("", "".join(cell["source"]))
-            cell["source"] = (slow_comment(slow[i]) if i in slow else "") + source
+            comment = slow_comment(slow[i], now.get(i) if live else None) if i in slow else ""
+            cell["source"] = comment + source
     return notebook
 
 
-def cell_seconds(cell) -> float | None:
-    """A cell's run time from the timestamps nbclient records (execute_input to execute_reply)."""
-    timing = cell.get("metadata", {}).get("execution", {})
-    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
-    if not (start and end):
+def live_times(stem: str) -> dict | None:
+    """The live run that made the notebook's shipped values: its seconds, per-cell times and code digest."""
+    path = shipped.BUNDLE / f"{stem}.json"
+    if not path.is_file():
         return None
-    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(end) - parse(start)).total_seconds()
+    made = shipped.read_file(path).get("made_by", {})
+    keys = ("seconds", "cells", "code_sha256", "date", "command")
+    return {k: made.get(k) for k in keys} if "seconds" in made else None
 
 
 def time_notebook(path: Path, keep: Path | None) -> dict:
-    """One notebook in normal mode in a fresh kernel, as the book runs it (`book.execute`), timed per cell."""
+    """One notebook in normal mode in a fresh kernel, as the book runs it (`book.execute`), timed per cell, its
+    heavy values from the shipped results."""
     notebook = nbformat.read(path, as_version=4)
     digest = code_digest(notebook)  # of the code as it is run
     seconds, error = book.execute(notebook, fast=False)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, keep / path.name)
-    cells = [
-        {"index": i, "seconds": s, "first_line": "".join(c["source"]).strip().splitlines()[0][:80]}
-        for i, c in enumerate(notebook.cells)
-        if c.cell_type == "code" and c["source"].strip() and (s := cell_seconds(c)) is not None
-    ]
+    cells = cell_times(notebook)
     slowest = sorted(cells, key=lambda c: -c["seconds"])[:5]
-    slow = [c for c in cells if c["seconds"] > SLOW_CELL_S]
     return {
-        "seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest,
-        "slow_cells": slow, "code_sha256": digest,
+        "seconds": seconds, "completed": error is None, "error": error, "slowest_cells": slowest, "cells": cells,
+        "code_sha256": digest, "live": live_times(path.stem),
     }  # fmt: skip
 
 

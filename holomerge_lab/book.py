@@ -200,7 +200,9 @@ def run_time(entry: dict | None) -> str:
     where = entry.get("machine", {})
     on = f" on {where.get('nproc')} cores ({where.get('date', '')[:10]})" if where else ""
     state = "" if entry.get("completed", True) else ", stopped by an error"
-    return f"runs in {_minutes(entry['seconds'])} in normal mode{on}{state}"
+    live = entry.get("live") or {}
+    live_part = f" ({_minutes(live['seconds'])} live)" if live.get("seconds") is not None else ""
+    return f"runs in {_minutes(entry['seconds'])} in normal mode{live_part}{on}{state}"
 
 
 def inline_markdown(text: str) -> str:
@@ -266,7 +268,8 @@ notebook without its worked solutions.</p>
 </ol>
 <p><small>Reading times count the prose and code at {WORDS_PER_MINUTE} words a minute. Run times are from
 <code>benchmarks/notebook_times.json</code> (<code>python benchmarks/notebook_times.py</code>, each notebook top to
-bottom in a fresh kernel). Built {datetime.now().isoformat(timespec="minutes")} by
+bottom in a fresh kernel, its heavy figures from the shipped results; live: every value recomputed, timed by
+<code>python -m holomerge_lab.shipped</code>). Built {datetime.now().isoformat(timespec="minutes")} by
 <code>{html.escape(command)}</code>.</small></p>
 </main></body></html>
 """

@@ -267,8 +267,20 @@ class Panel:
             self._prepared = {key: prepare(config, progress=self.progress)}  # keep one: data is large
         return self._prepared[key]
 
-    def click(self, name: str = "Run") -> None:
-        """What the button `name` does: run its plan, add the results, redraw. Ignored while a run is going on."""
+    def planned(self, name: str = "Run") -> list[RunConfig]:
+        """The configs the button `name` would run now: its plan of the controls' config, on the chosen seeds."""
+        configs = self.plans[name](self.config())
+        return with_seeds(configs, self.seeds.value) if self.seeds is not None else list(configs)
+
+    def show_results(self, results: Sequence, note: str = "") -> None:
+        """Add results made elsewhere (shipped ones: `shipped.Results.click`) and redraw, as if run here."""
+        self.results.extend(results)
+        self.status.value = f'<span class="hm-note">{note}</span>' if note else ""
+        self._redraw()
+
+    def click(self, name: str = "Run", configs: Sequence[RunConfig] | None = None) -> None:
+        """What the button `name` does: run its plan (or `configs`, already planned), add the results, redraw.
+        Ignored while a run is going on."""
         if self.running:
             return
         self.running = True
@@ -277,9 +289,7 @@ class Panel:
         self.error = None
         self.status.value = ""
         try:
-            configs = self.plans[name](self.config())
-            if self.seeds is not None:
-                configs = with_seeds(configs, self.seeds.value)
+            configs = self.planned(name) if configs is None else configs
             self.status.value = self.estimate(configs)
             extra = {k: w.value for k, w in self.extra.items()}
             self.bar.max, self.bar.value = len(configs), 0

@@ -137,7 +137,7 @@ def test_book_from_executed_copies_loads_nothing_remote(tmp_path):
     source, out, times = tmp_path / "executed", tmp_path / "book", tmp_path / "times.json"
     source.mkdir()
     executed_copy(source, "00_tour.ipynb")
-    times.write_text(json.dumps({"notebooks": {"00_tour": {"seconds": 61.4, "completed": True}}}))
+    times.write_text(json.dumps({"notebooks": {"00_tour": {"seconds": 61.4, "completed": True, "live": {"seconds": 300}}}}))
     pages = book.build(out, ["00", "01", "08"], source=source, times=times)
     assert [p.kind for p in pages] == ["from", "unexecuted", "unexecuted"]
     tour = (out / "00_tour.html").read_text()
@@ -151,7 +151,7 @@ def test_book_from_executed_copies_loads_nothing_remote(tmp_path):
             assert (out / asset).is_file(), asset
     front = (out / "index.html").read_text()
     assert front.index("00 ·") < front.index("01 ·") < front.index("08 ·")  # the reading order
-    assert "runs in 61 s in normal mode" in front and front.count("run time not measured") == 2
+    assert "runs in 61 s in normal mode (5 min live)" in front and front.count("run time not measured") == 2
     assert "min to read" in front and "Fast-mode preview" not in front
     assert "<em>holistic</em>" in front  # the question, as markdown renders it
 

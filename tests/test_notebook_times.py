@@ -58,7 +58,7 @@ def test_stamp_states_the_time_and_marks_only_the_slow_cells():
     entry = {
         "seconds": 150.0,
         "machine": {"date": "2026-12-02T05:00:00"},
-        "slow_cells": [{"index": 2, "seconds": 42.0}],
+        "cells": [{"index": 1, "seconds": 1.0}, {"index": 2, "seconds": 42.0}],
     }
     once = notebook_times.stamped(copy.deepcopy(notebook), "99_a", entry)
     assert once.cells[0].source.splitlines()[2].startswith("**Run time.** About 2 min live, top to bottom")
@@ -68,6 +68,14 @@ def test_stamp_states_the_time_and_marks_only_the_slow_cells():
         notebook_times.stamped(copy.deepcopy(once), "99_a", entry) == once
     )  # stamping again changes nothing
     assert notebook_times.code_digest(once) == notebook_times.code_digest(notebook)
+    shipped = dict(entry, seconds=12.0, cells=[{"index": 1, "seconds": 1.0}, {"index": 2, "seconds": 0.4}])
+    shipped["live"] = {"seconds": 150.0, "cells": entry["cells"]}
+    twice = notebook_times.stamped(copy.deepcopy(once), "99_a", shipped)
+    assert twice.cells[0].source.splitlines()[2].startswith("**Run time.** About 12 s from the shipped results, 2 min live")
+    assert twice.cells[2].source == (
+        "# ≈ 42 s live on 2 cores, under 1 s from the shipped results (benchmarks/notebook_times.json)\nslow()"
+    )
+    assert notebook_times.code_digest(twice) == notebook_times.code_digest(notebook)
 
 
 def test_the_readme_quotes_the_measured_range_and_total():

@@ -1,0 +1,215 @@
+"""The shipped results: values survive the JSON round trip with their types, a value is taken from the bundle only
+for exactly the settings it was recorded with, the bundle's command remakes a (reduced) bundle that every notebook
+opens from, and every notebook opens in normal mode from the shipped bundle without computing anything heavy."""
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from holomerge_lab import probes, shipped, widgets
+from holomerge_lab.config import RunConfig
+from holomerge_lab.errors import UserError
+from holomerge_lab.pipeline import RunResult
+from holomerge_lab.run_notebook import code_digest
+
+NOTEBOOKS = sorted(shipped.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+TOUR = [p for p in NOTEBOOKS if p.name[:2] != "08"]
+REMAKE = "remake it: `make results` (python -m holomerge_lab.shipped --out holomerge_lab/results)"
+
+
+def a_run(seed: int = 0) -> RunResult:
+    matrix = np.array([[0.9, np.nan], [0.7, 0.8]])
+    return RunResult(
+        method="holistic", label="holistic", stream="split-animal", backbone="effnet", seed=seed,
+        stages={"pre": True, "during": True, "post": False}, acc_matrix=matrix, joint_accuracy=[0.9, 0.75],
+        state_bytes=[10, 20], seconds=1.5, config={"steps": 3, "seed": seed},
+    )  # fmt: skip
+
+
+def test_values_come_back_with_their_types():
+    value = {
+        "array": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "tensor": torch.tensor([[1, 2]], dtype=torch.int64),
+        "pair": (1, "b"),
+        "by_seed": {0: 0.5, 3: float("nan")},
+        "runs": [a_run(0), a_run(1)],
+        "step": probes.AlignmentStep(
+            1, {"old": {"merged": {"mse": 0.25}, "aligned": {"mse": 0.2}}}, {"merged": 0.5, "aligned": 0.6}
+        ),
+        "scalar": np.float64(0.125),
+        "empty": np.zeros((0, 3)),
+    }
+    back = shipped.decode(json.loads(json.dumps(shipped.encode(value))))
+    assert back["array"].dtype == np.float32 and np.array_equal(back["array"], value["array"])
+    assert back["tensor"].dtype == torch.int64 and torch.equal(back["tensor"], value["tensor"])
+    assert back["pair"] == (1, "b")
+    assert list(back["by_seed"]) == [0, 3] and back["by_seed"][0] == 0.5 and np.isnan(back["by_seed"][3])
+    assert [r.to_json() for r in back["runs"]] == [r.to_json() for r in value["runs"]]
+    assert back["step"] == value["step"] and back["step"].reduction("old", "mse") == value["step"].reduction(
+        "old", "mse"
+    )
+    assert back["scalar"] == 0.125 and type(back["scalar"]) is float
+    assert back["empty"].shape == (0, 3)
+
+
+def test_what_cannot_be_shipped_is_refused():
+    with pytest.raises(TypeError, match="cannot ship a function"):
+        shipped.encode({"forward": lambda x: x})
+    with pytest.raises(UserError, match="only holomerge_lab's classes"):
+        shipped.decode({"__dataclass__": "os:PathLike", "fields": {}})
+
+
+def results_in(tmp_path, monkeypatch, **env) -> shipped.Results:
+    for key in ("HOLOMERGE_LIVE", "HOLOMERGE_RECORD", "HOLOMERGE_RESULTS", "HOLOMERGE_SHIPPED_ONLY"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return shipped.Results("99_test", folder=tmp_path / "bundle")
+
+
+def test_a_value_is_shipped_only_for_the_settings_it_was_recorded_with(tmp_path, monkeypatch, capsys):
+    config = RunConfig(stream="split-animal", tasks=2, steps=3)
+    settings = {"config": config, "seeds": [0, 1]}
+    recorder = results_in(tmp_path, monkeypatch, HOLOMERGE_RECORD=str(tmp_path / "bundle"))
+    assert recorder.live  # recording always computes
+    assert recorder.get("curve", settings, lambda: {0: np.array([0.5, 0.25])})[0][1] == 0.25
+    reader = results_in(tmp_path, monkeypatch)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {0: np.zeros(2)}
+
+    assert reader.get("curve", {"config": config, "seeds": [0, 1]}, compute)[0][1] == 0.25 and calls == []
+    assert "shipped result" in capsys.readouterr().out and reader.shown == ["curve"]
+    other = {"config": RunConfig(stream="split-animal", tasks=2, steps=4), "seeds": [0, 1]}
+    assert reader.get("curve", other, compute)[0][1] == 0 and calls == [1]  # another setting: computed live
+    reader.live = True
+    reader.get("curve", settings, compute)
+    assert calls == [1, 1]  # live: computed even where a value is stored
+    strict = results_in(tmp_path, monkeypatch, HOLOMERGE_SHIPPED_ONLY="1")
+    with pytest.raises(UserError, match="recorded with other settings"):
+        strict.get("curve", other, compute)
+    with pytest.raises(UserError, match="is not in it"):
+        strict.get("missing", settings, compute)
+
+
+def test_a_damaged_or_foreign_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "99_test.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        shipped.Results("99_test", folder=tmp_path)
+    (tmp_path / "99_test.json").write_text(json.dumps({"format": 0, "entries": {}}))
+    with pytest.raises(UserError, match="format 0"):
+        shipped.Results("99_test", folder=tmp_path)
+
+
+def test_a_panels_first_press_is_shown_from_the_bundle_and_its_buttons_rerun_live(tmp_path, monkeypatch):
+    config = RunConfig(stream="split-animal", tasks=2, train_per_task=20, test_per_task=20, steps=1)
+    ran = []
+
+    def execute(config, prepared, progress):
+        ran.append(config.seed)
+        return {"seed": config.seed, "tasks": len(prepared.stream.tasks)}
+
+    def panel():
+        return widgets.Panel(config, ["steps"], seeds=2, execute=execute, rows=lambda r: r, figure=lambda r: [])
+
+    recorder = results_in(tmp_path, monkeypatch, HOLOMERGE_RECORD=str(tmp_path / "bundle"))
+    recorder.click("grid", panel())
+    assert ran == [0, 1]
+    reader, shown = results_in(tmp_path, monkeypatch), panel()
+    reader.click("grid", shown)
+    assert ran == [0, 1] and shown.results == [{"seed": 0, "tasks": 2}, {"seed": 1, "tasks": 2}]
+    assert "shipped results" in shown.status.value
+    shown.click()  # the button: live
+    assert ran == [0, 1, 0, 1] and len(shown.results) == 4
+    changed = panel()
+    changed.controls["steps"].value = 2  # another press than the one recorded: live
+    reader.click("grid", changed)
+    assert ran == [0, 1, 0, 1, 0, 1]
+
+
+# --- the command, on a reduced setting (fast mode), and the shipped bundle -----------------------------------------
+@pytest.fixture(scope="session")
+def reduced(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("reduced-bundle")
+
+
+def remade(path: Path, folder: Path) -> dict:
+    """The notebook's file of the reduced bundle, made by the bundle's command (once per session)."""
+    target = folder / f"{path.stem}.json"
+    if not target.is_file():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
+        done = subprocess.run(
+            [sys.executable, "-m", "holomerge_lab.shipped", path.name[:2], "--fast", "--out", str(folder),
+             "--timeout", "90"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
+    return json.loads(target.read_text())
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
+def test_the_command_runs_each_notebook_live_and_records_it(path, reduced):
+    """Fast mode, live, in a fresh kernel: the notebook runs to the end (this is the tour's fast-mode test) and its
+    file records every value the shipped bundle holds, with the command, versions and code that made them."""
+    data = remade(path, reduced)
+    made = data["made_by"]
+    assert made["fast"] and made["command"].startswith("python -m holomerge_lab.shipped")
+    assert made["packages"]["torch"] == metadata.version("torch")
+    assert made["code_sha256"] == code_digest(nbformat.read(path, 4))
+    assert made["cells"] and made["seconds"] > 0
+    ship = shipped.read_file(shipped.BUNDLE / f"{path.stem}.json")
+    assert sorted(data["entries"]) == sorted(ship["entries"]), f"{path.name}: the shipped bundle is stale: {REMAKE}"
+    for name, entry in data["entries"].items():  # the same kind of value, at other sizes
+        assert type(shipped.decode(entry["value"])) is type(shipped.decode(ship["entries"][name]["value"])), name
+
+
+def run_from(path: Path, folder: Path, *, fast: bool, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
+    env.update(HOLOMERGE_RESULTS=str(folder), HOLOMERGE_SHIPPED_ONLY="1", HF_HUB_OFFLINE="1")
+    if fast:
+        env["HOLOMERGE_FAST"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", str(tmp_path), "--timeout", "600"],
+        env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{path.name} did not open from {folder}:\n{done.stderr[-4000:]}"
+    print(f"{path.name} from {folder.name}: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
+def test_each_notebook_opens_from_the_remade_bundle(path, reduced, tmp_path):
+    remade(path, reduced)
+    run_from(path, reduced, fast=True, tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
+def test_the_shipped_values_were_made_by_the_code_the_notebook_holds(path):
+    data = shipped.read_file(shipped.BUNDLE / f"{path.stem}.json")
+    made = data.get("made_by")
+    assert made is not None, f"{path.name} has no shipped results: {REMAKE}"
+    assert not made["fast"], f"{path.name}: the shipped bundle must come from normal mode"
+    assert made["code_sha256"] == code_digest(nbformat.read(path, 4)), f"{path.name} changed since: {REMAKE}"
+
+
+def test_the_bundle_is_small():
+    sizes = {p.name: p.stat().st_size for p in shipped.BUNDLE.glob("*.json")}
+    assert sum(sizes.values()) < 4_000_000, sizes
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
+def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, tmp_path):
+    """A reader's default: normal mode, every heavy value from the shipped bundle (a missing one fails)."""
+    run_from(path, shipped.BUNDLE, fast=False, tmp_path=tmp_path)
