@@ -12,7 +12,10 @@ prepared run.
 
 Linearity alone does not give that. In f_lin, adding τ2 moves every input's output by exactly J(x)·τ2, task 1's
 inputs included; disentanglement needs J(x)·τ2 ≈ 0 on task 1's support (*kernel localisation*, Ortiz-Jimenez et
-al.). `jacobian_movement` measures it.
+al.). `jacobian_movement` measures it; `linearity_check` checks the identity on a tangent pair.
+
+`pair_measurements` returns models and forward functions; `pair_summary` keeps of it only the small, JSON-able part
+a notebook draws and asserts on (what `shipped.Results` stores).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
+from tqdm.auto import tqdm
 
 from . import stats
 from .config import RunConfig
@@ -191,15 +195,22 @@ def pair_measurements(
     map_alphas: Sequence[float],
     *,
     config: RunConfig | None = None,
+    progress: bool = False,
 ) -> dict:
     """Everything notebook 02 reads off one prepared run (one seed), for standard and tangent task vectors:
     the paths and their barriers, the ξ map and its mean, ‖τ‖ of both ends, each end model's accuracy on its own
-    task (joint head), and kernel localisation, E‖J(x)·τb‖ on task a's test inputs against on task b's."""
+    task (joint head), and kernel localisation, E‖J(x)·τb‖ on task a's test inputs against on task b's. The task
+    models are fine-tuned with `config`'s settings (the prepared run's by default); `progress` shows a bar."""
     a, b = pair
-    paths = standard_and_tangent_paths(prep, pair, alphas)
+    # the bar: both pairs fine-tuned and walked, then each ξ map
+    bar = tqdm(total=3, desc=f"tasks {a + 1} & {b + 1}", disable=not progress, leave=False)
+    bar.set_postfix_str("fine-tuning, paths")
+    paths = standard_and_tangent_paths(prep, pair, alphas, config=config)
+    bar.update()
     heights = barriers(paths)
     out: dict = {"paths": paths, "maps": {}, "numbers": {}}
     for name, p in paths.items():
+        bar.set_postfix_str(f"{name}: ξ map")
         grid = disentanglement_map(
             task_predictor(prep, p["forward"], list(pair)), prep.theta0, *p["models"], map_alphas
         )
@@ -220,7 +231,40 @@ def pair_measurements(
             f"E‖J·τ{b + 1}‖ on task {b + 1}": on_b,
             "localisation ratio": on_a / on_b if on_b > 0 else float("nan"),
         }
+        bar.update()
+    bar.close()
     return out
+
+
+def linearity_check(
+    prep: Prepared, forward: Callable[..., Tensor], theta_a: Params, theta_b: Params, task: int
+) -> dict[str, Tensor]:
+    """On task `task`'s test inputs x, one value per input: "moved", ‖f(x; θ0 + τa + τb) − f(x; θa)‖ (how far
+    adding τb moves the output of θa), and "jacobian", ‖J(x)·τb‖ with J taken at θ0 (`jacobian_movement`). For a
+    tangent pair (`forward` is f_lin) the two agree, since f_lin is linear in θ: an identity, on every seed."""
+    tau_a, tau_b = task_vector(theta_a, prep.theta0), task_vector(theta_b, prep.theta0)
+    x = prep.test_features[task]
+    with torch.no_grad():
+        both = forward(add_task_vectors(prep.theta0, [tau_a, tau_b], [1, 1]), x)
+        moved = (both - forward(theta_a, x)).norm(dim=1)
+    jacobian = jacobian_movement(prep.backbone.top, prep.theta0, tau_b, x)
+    return {"moved": moved.cpu(), "jacobian": jacobian.cpu()}
+
+
+def pair_summary(prep: Prepared, pair: Sequence[int], measured: Mapping) -> dict:
+    """The small, JSON-able part of `pair_measurements`' output that notebook 02 draws and asserts on: "paths"
+    (each path's α, loss and accuracy lists, without its models and forward function), "maps" (the ξ grids),
+    "numbers", and "linearity", `linearity_check` of the tangent pair on task pair[0]'s test inputs."""
+    tangent = measured["paths"]["tangent"]
+    return {
+        "paths": {
+            name: {k: v for k, v in p.items() if k not in ("forward", "models")}
+            for name, p in measured["paths"].items()
+        },
+        "maps": dict(measured["maps"]),
+        "numbers": dict(measured["numbers"]),
+        "linearity": linearity_check(prep, tangent["forward"], *tangent["models"], pair[0]),
+    }
 
 
 def compare_over_seeds(numbers_by_seed: Mapping[int, Mapping[str, Mapping[str, float]]]) -> list[dict]:

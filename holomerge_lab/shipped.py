@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import json
+import math
 import os
 import shlex
 import signal
@@ -55,10 +57,12 @@ def encode(value: Any) -> Any:
     dataclasses keep their type (decode gives them back)."""
     from .pipeline import RunResult
 
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": str(value)}  # NaN and ±inf: JSON has no word for them
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, (np.integer, np.floating, np.bool_)):
-        return value.item()
     if isinstance(value, np.ndarray):
         return {"__array__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, torch.Tensor):
@@ -70,7 +74,7 @@ def encode(value: Any) -> Any:
         kind = type(value)
         if not kind.__module__.startswith("holomerge_lab."):
             raise TypeError(f"cannot ship a {kind.__qualname__}: only holomerge_lab's dataclasses")
-        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
         return {"__dataclass__": f"{kind.__module__}:{kind.__qualname__}", "fields": fields}
     if isinstance(value, tuple):
         return {"__tuple__": [encode(v) for v in value]}
@@ -91,6 +95,8 @@ def decode(value: Any) -> Any:
         return [decode(v) for v in value]
     if not isinstance(value, dict):
         return value
+    if "__float__" in value:
+        return float(value["__float__"])
     if "__array__" in value:
         return np.array(value["__array__"], dtype=value["dtype"]).reshape(value["shape"])  # (0, 3) stays (0, 3)
     if "__tensor__" in value:
@@ -101,7 +107,8 @@ def decode(value: Any) -> Any:
         module, name = value["__dataclass__"].split(":")
         if not module.startswith("holomerge_lab."):
             raise UserError(f"a shipped value names {module}: only holomerge_lab's classes are read")
-        return getattr(importlib.import_module(module), name)(**{k: decode(v) for k, v in value["fields"].items()})
+        kind = functools.reduce(getattr, name.split("."), importlib.import_module(module))
+        return kind(**{k: decode(v) for k, v in value["fields"].items()})
     if "__tuple__" in value:
         return tuple(decode(v) for v in value["__tuple__"])
     if "__items__" in value:
@@ -132,7 +139,7 @@ def write_json(path: Path, data: dict) -> None:
     """Written whole or not at all: a reader never finds half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(data, separators=(",", ":")) + "\n")  # compact: arrays would take a line a number
+    scratch.write_text(json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")  # compact: arrays would take a line a number
     scratch.replace(path)
 
 
@@ -143,6 +150,9 @@ class Results:
         self.notebook = notebook
         env = os.environ.get
         self.folder = Path(folder or env("HOLOMERGE_RESULTS") or BUNDLE)
+        if env("HOLOMERGE_RESULTS") and not self.folder.is_dir():  # else every cell would quietly run live
+            raise UserError(f"HOLOMERGE_RESULTS={self.folder} is not a folder (from {Path.cwd()}): give a bundle's "
+                            "folder, best as an absolute path, or unset it for the shipped one")  # fmt: skip
         self.record = Path(env("HOLOMERGE_RECORD")) if env("HOLOMERGE_RECORD") else None
         self.live = env("HOLOMERGE_LIVE") == "1" or self.record is not None  # set True to rerun every cell live
         self.strict = env("HOLOMERGE_SHIPPED_ONLY") == "1"

@@ -1,11 +1,14 @@
 """Barriers, task-vector sums and the disentanglement error against hand computations; paths on a real run."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_config
 
-from holomerge_lab import landscape
+from holomerge_lab import landscape, shipped
 from holomerge_lab.evaluation import evaluate
 from holomerge_lab.linearize import forward_fn
 from holomerge_lab.training import fine_tune_task
@@ -144,6 +147,30 @@ def test_tangent_outputs_move_by_the_jacobian_of_the_other_vector(small_prepared
     expected = landscape.jacobian_movement(prep.backbone.top, prep.theta0, tau2, x)
     assert torch.allclose(moved.norm(dim=1), expected, rtol=1e-3, atol=1e-5)
     assert expected.mean() > 0
+    check = landscape.linearity_check(prep, forward, a.params, b.params, 0)  # the same two vectors, packaged
+    assert torch.equal(check["moved"], moved.norm(dim=1)) and torch.equal(check["jacobian"], expected)
+
+
+def test_pair_summary_keeps_the_small_part_and_ships(small_prepared):
+    """The summary holds the paths' lists, the maps, the numbers and the linearity check; no models, no forward
+    functions; it survives the shipped bundle's JSON round trip. `config` sets the fine-tuning (here 3 steps)."""
+    prep, config = small_prepared, small_config(steps=3)
+    measured = landscape.pair_measurements(prep, (0, 1), [0.0, 0.5, 1.0], [0.0, 1.0], config=config)
+    summary = landscape.pair_summary(prep, (0, 1), measured)
+    assert set(summary) == {"paths", "maps", "numbers", "linearity"}
+    assert set(summary["paths"]["tangent"]) == {"alpha", "loss", "accuracy", "accuracy task 1", "accuracy task 2"}
+    a, _ = fine_tune_task(prep, 0, tangent=False, config=config)
+    assert summary["numbers"]["standard"]["‖τ1‖"] == pytest.approx(
+        landscape.vector_norm(landscape.task_vector(a.params, prep.theta0))
+    )
+    tangent = measured["paths"]["tangent"]
+    check = landscape.linearity_check(prep, tangent["forward"], *tangent["models"], 0)
+    assert torch.equal(summary["linearity"]["moved"], check["moved"])
+    back = shipped.decode(json.loads(json.dumps(shipped.encode(summary))))
+    assert back["paths"] == summary["paths"] and back["numbers"] == summary["numbers"]
+    assert all(np.array_equal(back["maps"][n], summary["maps"][n]) for n in summary["maps"])
+    assert torch.equal(back["linearity"]["jacobian"], summary["linearity"]["jacobian"])
+    assert torch.allclose(back["linearity"]["moved"], back["linearity"]["jacobian"], rtol=1e-3, atol=1e-5)
 
 
 def test_vector_norm_by_hand():

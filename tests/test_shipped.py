@@ -39,7 +39,7 @@ def test_values_come_back_with_their_types():
         "array": np.arange(6, dtype=np.float32).reshape(2, 3),
         "tensor": torch.tensor([[1, 2]], dtype=torch.int64),
         "pair": (1, "b"),
-        "by_seed": {0: 0.5, 3: float("nan")},
+        "by_seed": {0: 0.5, 3: float("nan"), 4: float("-inf")},
         "runs": [a_run(0), a_run(1)],
         "step": probes.AlignmentStep(
             1, {"old": {"merged": {"mse": 0.25}, "aligned": {"mse": 0.2}}}, {"merged": 0.5, "aligned": 0.6}
@@ -51,7 +51,9 @@ def test_values_come_back_with_their_types():
     assert back["array"].dtype == np.float32 and np.array_equal(back["array"], value["array"])
     assert back["tensor"].dtype == torch.int64 and torch.equal(back["tensor"], value["tensor"])
     assert back["pair"] == (1, "b")
-    assert list(back["by_seed"]) == [0, 3] and back["by_seed"][0] == 0.5 and np.isnan(back["by_seed"][3])
+    assert list(back["by_seed"]) == [0, 3, 4] and back["by_seed"][0] == 0.5 and np.isnan(back["by_seed"][3])
+    assert back["by_seed"][4] == float("-inf")
+    json.dumps(shipped.encode(value), allow_nan=False)  # valid JSON for any reader, not only Python's
     assert [r.to_json() for r in back["runs"]] == [r.to_json() for r in value["runs"]]
     assert back["step"] == value["step"] and back["step"].reduction("old", "mse") == value["step"].reduction(
         "old", "mse"
@@ -102,7 +104,11 @@ def test_a_value_is_shipped_only_for_the_settings_it_was_recorded_with(tmp_path,
         strict.get("missing", settings, compute)
 
 
-def test_a_damaged_or_foreign_file_is_refused_before_any_work(tmp_path):
+def test_a_damaged_or_foreign_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOLOMERGE_RESULTS", str(tmp_path / "nowhere"))
+    with pytest.raises(UserError, match="is not a folder"):
+        shipped.Results("99_test")
+    monkeypatch.delenv("HOLOMERGE_RESULTS")
     (tmp_path / "99_test.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
         shipped.Results("99_test", folder=tmp_path)
