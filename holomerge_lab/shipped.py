@@ -69,7 +69,7 @@ def encode(value: Any) -> Any:
         dtype = str(value.dtype).removeprefix("torch.")
         return {"__tensor__": value.detach().cpu().tolist(), "dtype": dtype, "shape": list(value.shape)}
     if isinstance(value, RunResult):
-        return {"__run__": value.to_json()}
+        return {"__run__": encode(value.to_json())}  # its metrics may be NaN
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind = type(value)
         if not kind.__module__.startswith("holomerge_lab."):
@@ -102,7 +102,7 @@ def decode(value: Any) -> Any:
     if "__tensor__" in value:
         return torch.tensor(value["__tensor__"], dtype=getattr(torch, value["dtype"])).reshape(value["shape"])
     if "__run__" in value:
-        return RunResult.from_json(value["__run__"])
+        return RunResult.from_json(decode(value["__run__"]))
     if "__dataclass__" in value:
         module, name = value["__dataclass__"].split(":")
         if not module.startswith("holomerge_lab."):
