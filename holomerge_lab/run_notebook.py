@@ -43,7 +43,7 @@ def cell_seconds(cell) -> float | None:
 def cell_times(notebook) -> list[dict]:
     """Every executed code cell's index, seconds and first line."""
     return [
-        {"index": i, "seconds": s, "first_line": "".join(c["source"]).strip().splitlines()[0][:80]}
+        {"index": i, "seconds": s, "first_line": SLOW_COMMENT.sub("", c["source"]).strip().splitlines()[0][:80]}
         for i, c in enumerate(notebook.cells)
         if c.cell_type == "code" and c["source"].strip() and (s := cell_seconds(c)) is not None
     ]

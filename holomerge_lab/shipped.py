@@ -64,10 +64,10 @@ def encode(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.ndarray):
-        return {"__array__": value.tolist(), "dtype": str(value.dtype), "shape": list(value.shape)}
+        return {"__array__": encode(value.tolist()), "dtype": str(value.dtype), "shape": list(value.shape)}
     if isinstance(value, torch.Tensor):
         dtype = str(value.dtype).removeprefix("torch.")
-        return {"__tensor__": value.detach().cpu().tolist(), "dtype": dtype, "shape": list(value.shape)}
+        return {"__tensor__": encode(value.detach().cpu().tolist()), "dtype": dtype, "shape": list(value.shape)}
     if isinstance(value, RunResult):
         return {"__run__": encode(value.to_json())}  # its metrics may be NaN
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -98,9 +98,9 @@ def decode(value: Any) -> Any:
     if "__float__" in value:
         return float(value["__float__"])
     if "__array__" in value:
-        return np.array(value["__array__"], dtype=value["dtype"]).reshape(value["shape"])  # (0, 3) stays (0, 3)
+        return np.array(decode(value["__array__"]), dtype=value["dtype"]).reshape(value["shape"])  # (0, 3) stays (0, 3)
     if "__tensor__" in value:
-        return torch.tensor(value["__tensor__"], dtype=getattr(torch, value["dtype"])).reshape(value["shape"])
+        return torch.tensor(decode(value["__tensor__"]), dtype=getattr(torch, value["dtype"])).reshape(value["shape"])
     if "__run__" in value:
         return RunResult.from_json(decode(value["__run__"]))
     if "__dataclass__" in value:

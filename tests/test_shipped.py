@@ -46,6 +46,7 @@ def test_values_come_back_with_their_types():
         ),
         "scalar": np.float64(0.125),
         "empty": np.zeros((0, 3)),
+        "gaps": np.array([[1.0, np.nan]]),
     }
     back = shipped.decode(json.loads(json.dumps(shipped.encode(value))))
     assert back["array"].dtype == np.float32 and np.array_equal(back["array"], value["array"])
@@ -59,7 +60,7 @@ def test_values_come_back_with_their_types():
         "old", "mse"
     )
     assert back["scalar"] == 0.125 and type(back["scalar"]) is float
-    assert back["empty"].shape == (0, 3)
+    assert back["empty"].shape == (0, 3) and np.isnan(back["gaps"][0, 1])
 
 
 def test_what_cannot_be_shipped_is_refused():
