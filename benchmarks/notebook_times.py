@@ -122,7 +122,7 @@ if __name__ == "__main__":
         for name, entry in json.loads(args.out.read_text())["notebooks"].items():
             path = NOTEBOOKS / f"{name}.ipynb"
             nbformat.write(stamped(nbformat.read(path, as_version=4), name, entry), path)
-            print(f"{path.name}: {duration(entry['seconds'])}, {len(entry['slow_cells'])} slow cells")
+            print(f"{path.name}: {duration(entry['seconds'])}, {len((entry.get('live') or entry)['cells'])} cells timed")
         sys.exit(0)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     chosen = [p for p in paths if (p.name[:2] in args.names if args.names else p.name[:2] not in GPU_ONLY)]
