@@ -242,23 +242,25 @@ def sweep(r: dict) -> list[str]:
 def notebook_times(r: dict) -> list[str]:
     entries = r["notebooks"]
     lines = [
-        "Each notebook top to bottom in normal mode (fast mode off), in a fresh kernel, in order, from an empty cache "
-        "folder (`HOLOMERGE_CACHE`), as a first-time reader runs the tour: its heavy cells' values from the shipped "
-        "results (`holomerge_lab/results/`). The live column is the run that made those values (`make results`: "
-        "every notebook live in normal mode, in order, from an empty cache; its per-cell times are in the bundle). "
+        "Each notebook top to bottom in normal mode (fast mode off), in a fresh kernel, in order, its heavy cells' "
+        "values from the shipped results (`holomerge_lab/results/`); the cache column says what the disk cache "
+        "(`HOLOMERGE_CACHE`) held at the start. The live column is the run that made those values (`make results`: "
+        "every notebook live in normal mode, in order, from an empty cache; 07 was recorded again on its own, "
+        "beside other runs, after a fix; its per-cell times are in the bundle). "
         "Each notebook's first cell states both (`--stamp`), and every cell slower than 20 s live says so in its "
         "first line.",
         "",
-        "| notebook | from the shipped results | live | ran to the end | load average at the end | slowest cell live | "
-        "slowest cell now |",
-        "|---|---|---|---|---|---|---|",
+        "| notebook | from the shipped results | cache at the start | live | ran to the end | load average at the end | "
+        "slowest cell live | slowest cell now |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, e in entries.items():
         now, live = e["slowest_cells"][0], e.get("live") or {}
         slow = max(live.get("cells", [now]), key=lambda c: c["seconds"])
         live_s = f"{live['seconds']:.0f} s" if "seconds" in live else "—"
         lines.append(
-            f"| {name} | {e['seconds']:.0f} s | {live_s} | {'yes' if e['completed'] else 'no'} | "
+            f"| {name} | {e['seconds']:.0f} s | {', '.join(e.get('cache_at_start') or ['empty'])} | {live_s} | "
+            f"{'yes' if e['completed'] else 'no'} | "
             f"{e['machine']['load_average'][0]:.1f} | {slow['seconds']:.0f} s: `{slow['first_line']}` | "
             f"{now['seconds']:.0f} s: `{now['first_line']}` |"
         )

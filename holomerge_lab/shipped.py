@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoints import atomic_write_text
 from .errors import UserError
 
 BUNDLE = Path(__file__).parent / "results"  # the shipped bundle: package data, so pip and Colab get it too
@@ -136,11 +137,8 @@ def read_file(path: Path) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Written whole or not at all: a reader never finds half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")  # compact: arrays would take a line a number
-    scratch.replace(path)
+    """Compact (an indented array takes a line a number), and atomic: a reader never finds half a file."""
+    atomic_write_text(path, json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
 
 
 class Results:

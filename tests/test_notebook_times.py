@@ -77,7 +77,8 @@ def test_stamp_states_the_time_and_marks_only_the_slow_cells():
     shipped = dict(entry, seconds=12.0, cells=[{"index": 1, "seconds": 1.0}, {"index": 2, "seconds": 0.4}])
     shipped["live"] = {"seconds": 150.0, "cells": entry["cells"]}
     twice = notebook_times.stamped(copy.deepcopy(once), "99_a", shipped)
-    assert twice.cells[0].source.splitlines()[2].startswith("**Run time.** About 12 s from the shipped results, 2 min live")
+    assert twice.cells[0].source.splitlines()[2].startswith("**Run time.** About 12 s from the shipped results, as a first-time")
+    assert "and 2 min live" in twice.cells[0].source
     assert twice.cells[2].source == (
         "# ≈ 42 s live on 2 cores, under 1 s from the shipped results (benchmarks/notebook_times.json)\nslow()"
     )

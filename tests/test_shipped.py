@@ -154,11 +154,10 @@ def remade(path: Path, folder: Path) -> dict:
     """The notebook's file of the reduced bundle, made by the bundle's command (once per session)."""
     target = folder / f"{path.stem}.json"
     if not target.is_file():
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
         done = subprocess.run(
             [sys.executable, "-m", "holomerge_lab.shipped", path.name[:2], "--fast", "--out", str(folder),
              "--timeout", "90"],
-            env=env, capture_output=True, text=True,
+            env=own_environment(), capture_output=True, text=True,
         )  # fmt: skip
         assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
     return json.loads(target.read_text())
@@ -181,8 +180,13 @@ def test_the_command_runs_each_notebook_live_and_records_it(path, reduced):
         assert type(shipped.decode(entry["value"])) is type(shipped.decode(ship["entries"][name]["value"])), name
 
 
+def own_environment() -> dict:
+    """This process's environment without the HOLOMERGE_ switches a caller may have set (the cache folder kept)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
+
+
 def run_from(path: Path, folder: Path, *, fast: bool, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
+    env = own_environment()
     env.update(HOLOMERGE_RESULTS=str(folder), HOLOMERGE_SHIPPED_ONLY="1", HF_HUB_OFFLINE="1")
     if fast:
         env["HOLOMERGE_FAST"] = "1"
