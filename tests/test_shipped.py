@@ -214,9 +214,21 @@ def test_the_shipped_values_were_made_by_the_code_the_notebook_holds(path):
     assert made["code_sha256"] == code_digest(nbformat.read(path, 4)), f"{path.name} changed since: {REMAKE}"
 
 
-def test_the_bundle_is_small():
+def test_the_bundle_is_small_and_holds_every_notebook():
     sizes = {p.name: p.stat().st_size for p in shipped.BUNDLE.glob("*.json")}
+    assert sorted(sizes) == sorted(f"{p.stem}.json" for p in TOUR), f"{REMAKE}"
     assert sum(sizes.values()) < 4_000_000, sizes
+
+
+def test_git_would_commit_the_bundle():
+    """A clean checkout (CI, a clone, Binder) has only what git tracks: an ignore rule that swallows the bundle
+    leaves every reader computing live."""
+    root = shipped.BUNDLE.parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout: nothing can ignore the bundle here")
+    files = [str(p.relative_to(root)) for p in shipped.BUNDLE.glob("*.json")]
+    ignored = subprocess.run(["git", "check-ignore", *files], cwd=root, capture_output=True, text=True)
+    assert ignored.stdout == "", f"git ignores the shipped bundle: {ignored.stdout}"
 
 
 @pytest.mark.notebooks
