@@ -16,10 +16,10 @@ from torch import Tensor
 from .config import RunConfig
 from .evaluation import Prepared, evaluate
 from .finetune import bias_corrected
-from .fisher import KINDS, functional_diagonal_fisher
+from .fisher import KINDS
 from .linearize import forward_fn
 from .merging import TaskModel, fisher_weighted_merge, interpolate
-from .training import fine_tune_task, task_objective
+from .training import fine_tune_task, task_fisher, task_objective
 
 
 def ranks(values: Tensor) -> Tensor:
@@ -93,12 +93,11 @@ def task_importances(
     training data (the first `examples` of it), the diagonal Fisher of each kind and Adam's v, raw and
     bias-corrected: {"true": …, "sampled": …, "empirical": …, "v raw": …, "v corrected": …}."""
     model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
-    logits, inputs, labels = task_objective(prep, t, tangent=tangent)
+    _, inputs, labels = task_objective(prep, t, tangent=tangent)
     inputs, labels = inputs[:examples], labels[:examples]
     trained = {k: v for k, v in model.params.items() if k in model.second_moment}
     importances = {
-        kind: functional_diagonal_fisher(logits, trained, inputs, labels, kind, chunk_size=16)
-        for kind in kinds
+        kind: task_fisher(prep, t, trained, inputs, labels, kind, tangent=tangent) for kind in kinds
     }
     importances["v raw"] = dict(model.second_moment)
     importances["v corrected"] = bias_corrected(model.second_moment, model.beta2, model.steps)

@@ -122,6 +122,22 @@ def task_objective(
     return logits, prep.train_features[t], index[prep.stream.tasks[t].train_labels]
 
 
+def task_fisher(
+    prep: Prepared, t: int, params: Params, inputs: Tensor, labels: Tensor, kind: str, *, tangent: bool
+) -> dict[str, Tensor]:
+    """The diagonal Fisher of task t's objective (as `task_objective` has it) at `params`, the fine-tuned parameters
+    without the alignment bias, op by op through the top and the frozen head (`fisher.diagonal_fisher`). A tangent
+    model's Jacobian is the top's at θ0: the passes run at θ0, with the tangent top's outputs as the head's input."""
+    head, _ = head_for(prep, [t])
+    bias = {prep.backbone.bias: prep.theta0[prep.backbone.bias]}
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=tangent)
+    return diagonal_fisher(
+        prep.backbone.top, inputs, labels, kind, params={n: prep.theta0[n] for n in params} if tangent else params,
+        constants=bias, head=lambda z: head_logits(z, head, prep.config.logit_scale, prep.center), chunk_size=16,
+        tangent_outputs=(lambda x: forward({**bias, **params}, x)) if tangent else None,
+    )  # fmt: skip
+
+
 def align_task(prep: Prepared, config: RunConfig, forward, merged: Params, teacher: Params, t: int) -> Params:
     """Stage 3 on task t's training images (no labels): pull the merged model's features to the teacher's."""
     inputs = prep.train_features[t]

@@ -11,7 +11,7 @@ from holomerge_lab import fisher as fisher_module
 from holomerge_lab import training
 from holomerge_lab.finetune import bias_corrected, fine_tune
 from holomerge_lab.fisher import KINDS, diagonal_fisher, exact_routes, functional_diagonal_fisher
-from holomerge_lab.linearize import forward_fn
+from holomerge_lab.linearize import forward_fn, linearized_forward
 
 
 def softmax_regression(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -160,3 +160,59 @@ def test_pipeline_fisher_equals_the_per_example_route(small_prepared, kind, monk
     largest = max(float(v.abs().max()) for v in expected.values())
     for n in expected:
         torch.testing.assert_close(task.fisher[n], expected[n], rtol=1e-4, atol=1e-6 * largest)
+
+
+class TiedTwice(nn.Module):
+    """One layer applied twice: its weight has no single op, so it goes per example."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.head = nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.a(torch.tanh(self.a(x)))))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("build", [lambda: mlp()[0], lambda: TiedTwice().double()], ids=["op by op", "mixed"])
+def test_tangent_fisher_equals_the_per_example_route_of_the_tangent_model(build, kind):
+    """A tangent model's Fisher from passes at θ0 with p from its own logits, against per-example Jacobians of the
+    linearized function itself (float64), on a model going all op by op and one with a parameter per example."""
+    torch.manual_seed(1)
+    model = build()
+    theta0 = {n: p.detach() for n, p in model.named_parameters()}
+    theta = {n: p + 0.3 * torch.randn_like(p) for n, p in theta0.items()}  # far enough that p(θ) ≠ p(θ0)
+    x, y = torch.randn(13, 4, dtype=torch.float64), torch.randint(0, 3, (13,))
+
+    def tangent(p, v):
+        return linearized_forward(model, theta0, p, v)
+
+    expected = functional_diagonal_fisher(tangent, theta, x, y, kind, chunk_size=5)
+    ours = diagonal_fisher(
+        model, x, y, kind, params=theta0, chunk_size=5, tangent_outputs=lambda v: tangent(theta, v)
+    )
+    at_theta0 = diagonal_fisher(model, x, y, kind, chunk_size=5)
+    largest = max(float(v.abs().max()) for v in expected.values())
+    for n in expected:
+        torch.testing.assert_close(ours[n], expected[n], rtol=1e-10, atol=1e-12 * largest)
+    if kind != "empirical":  # p enters the true and sampled Fisher directly; the empirical one through δ
+        assert any(not torch.allclose(at_theta0[n], expected[n]) for n in expected)
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical"])
+def test_task_fisher_of_a_tangent_task_model_goes_op_by_op(small_prepared, kind, monkeypatch):
+    """Notebook 03's Fisher of a tangent-trained task model (through the top and the frozen head, never per
+    example) against per-example Jacobians of the tangent objective `task_objective` gives."""
+    prep = small_prepared
+    model, _ = training.fine_tune_task(prep, 0, tangent=True)
+    trained = {k: v for k, v in model.params.items() if k in model.second_moment}
+    logits, inputs, rows = training.task_objective(prep, 0, tangent=True)
+    expected = functional_diagonal_fisher(logits, trained, inputs[:12], rows[:12], kind, chunk_size=16)
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            fisher_module, "_per_example_fisher", lambda *a, **k: pytest.fail("took the per-example route")
+        )
+        ours = training.task_fisher(prep, 0, trained, inputs[:12], rows[:12], kind, tangent=True)
+    largest = max(float(v.abs().max()) for v in expected.values())
+    for n in expected:
+        torch.testing.assert_close(ours[n], expected[n], rtol=1e-4, atol=1e-6 * largest)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from curvlinops import EFLinearOperator, GGNLinearOperator
 from timm.layers import StdConv2d
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from holomerge_lab import bench
 from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
@@ -36,8 +37,9 @@ def curvlinops_fisher(
     """The diagonal of curvlinops' dense GGN (true) or empirical Fisher of the mean cross-entropy, by name."""
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     operator = GGNLinearOperator if kind == "true" else EFLinearOperator
-    matrix = operator(model, nn.CrossEntropyLoss(), list(named.values()), [(x, y)])
-    diagonal = (matrix @ torch.eye(matrix.shape[1], dtype=x.dtype)).diagonal()
+    with sdpa_kernel(SDPBackend.MATH):  # its forward-mode products need attention's math kernel
+        matrix = operator(model, nn.CrossEntropyLoss(), list(named.values()), [(x, y)])
+        diagonal = (matrix @ torch.eye(matrix.shape[1], dtype=x.dtype)).diagonal()
     sizes = [p.numel() for p in named.values()]
     return {n: d.reshape(p.shape) for (n, p), d in zip(named.items(), diagonal.split(sizes), strict=True)}
 
@@ -102,8 +104,54 @@ class EveryClosedForm(nn.Module):
         return self.head(torch.tanh(self.fc(tokens)).mean(1))
 
 
+class Tokens(nn.Module):
+    """A ViT's embedding and pooling: a class token and positional embeddings over the examples' tokens, a row bias
+    repeated at every position, self-attention (examples first or second), a projection `pooled @ proj`."""
+
+    def __init__(self, batch_first: bool = True, mask: bool = False):
+        super().__init__()
+        self.cls, self.pos, self.row = (
+            nn.Parameter(torch.randn(4)),
+            nn.Parameter(torch.randn(4, 4)),
+            nn.Parameter(torch.randn(1, 4)),
+        )
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=batch_first)
+        self.proj, self.head = nn.Parameter(torch.randn(4, 5)), nn.Linear(5, 3)
+        self.mask = (
+            torch.zeros(4, 4).masked_fill(torch.ones(4, 4).triu(1).bool(), float("-inf")) if mask else None
+        )
+
+    def forward(self, x):  # x [N, 3, 4]
+        tokens = torch.cat([self.cls.view(1, 1, -1).expand(len(x), -1, -1), x], dim=1) + self.pos + self.row
+        if not self.attn.batch_first:
+            tokens = tokens.transpose(0, 1)
+        mixed = self.attn(tokens, tokens, tokens, need_weights=False, attn_mask=self.mask)[0]
+        pooled = (mixed if self.attn.batch_first else mixed.transpose(0, 1)).mean(1)
+        return self.head(torch.tanh(pooled @ self.proj))
+
+
+class Widening(nn.Module):
+    """A parameter that widens its input when added (x [N, 1, 4] + P [3, 4]) and one multiplied from the left."""
+
+    def __init__(self):
+        super().__init__()
+        self.wide, self.left, self.head = (
+            nn.Parameter(torch.randn(3, 4)),
+            nn.Parameter(torch.randn(2, 3)),
+            nn.Linear(8, 3),
+        )
+
+    def forward(self, x):  # x [N, 1, 4]
+        return self.head(torch.tanh(self.left @ (x + self.wide)).flatten(1))
+
+
+ATTENTION = {"attn.in_proj_weight", "attn.in_proj_bias", "attn.out_proj.weight", "attn.out_proj.bias"}
 EDGE_MODELS = {
     "every closed form": (EveryClosedForm, (3, 4, 4), set()),
+    "class token, positions, attention, projection": (Tokens, (3, 4), set()),
+    "attention with examples second": (lambda: Tokens(batch_first=False), (3, 4), set()),
+    "masked attention": (lambda: Tokens(mask=True), (3, 4), ATTENTION),
+    "widening broadcast, left matmul": (Widening, (1, 4), {"wide", "left"}),
     "shared weight": (SharedWeight, (4,), {"a.weight"}),
     "weight used outside its layer": (WeightUsedOutside, (4,), {"fc2.weight"}),
     "row-normalised Linear": (row_normalised, (4,), {"0.weight"}),
@@ -152,9 +200,9 @@ def test_embedded_top_equals_backpack(embedded, classes, kind):
 
 @pytest.mark.parametrize("kind", ["true", "empirical"])
 def test_tiny_clip_top_equals_the_per_example_route(kind):
-    """The CLIP top mixes both routes: linear, layer norm and patch convolution op by op; attention weights and the
-    class / positional embeddings (used by ops with no closed form here) per example. BackPACK has no extension for
-    LayerNorm or MultiheadAttention, so the reference is the per-example route on all parameters, in float64."""
+    """Every parameter of the CLIP top goes op by op: the patch convolution, layer norms and MLPs, attention's
+    projections, the class and positional embeddings (broadcasts) and `proj` (a matmul). BackPACK has no extension
+    for LayerNorm or MultiheadAttention, so the reference is the per-example route on all parameters, in float64."""
     prep = bench.one_task("tiny-clip", examples=12, lr=1e-4)
     top = copy.deepcopy(prep.backbone.top).double()
     model = TaskLogits(top, prep.heads[0].double(), prep.config.logit_scale, None)
@@ -163,7 +211,7 @@ def test_tiny_clip_top_equals_the_per_example_route(kind):
     # cannot run inside the per-example route's vmap)
     x = torch.nn.functional.interpolate(x.double(), size=(top.size, top.size)).round().to(x.dtype)
     routes = exact_routes(model, x)
-    assert {"linear", "layer_norm", "conv2d", "per-example"} == set(routes.values())
+    assert {"linear", "layer_norm", "conv2d", "broadcast", "matmul"} == set(routes.values())
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     expected = functional_diagonal_fisher(
         lambda p, v: torch.func.functional_call(model, p, (v,)), params, x, y, kind, chunk_size=5
