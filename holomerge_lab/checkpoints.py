@@ -30,6 +30,12 @@ def checkpoint_path(directory: Path, task: int) -> Path:
     return Path(directory) / f"task-{task + 1:03d}.pt"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write) -> Path:
     """`write(file)` into a temporary name in the same folder, then rename: a reader sees the whole file or none.
     A write that fails for want of space or permission leaves nothing behind and says so in one line."""
@@ -46,6 +52,7 @@ def _atomic_write(path: Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a file open() made would not be
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)

@@ -1,8 +1,11 @@
 """Checkpoints: atomic, loadable with weights_only, damaged files refused, other runs' files refused."""
 
+import stat
+
 import pytest
 import torch
 
+from holomerge_lab import checkpoints
 from holomerge_lab.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from holomerge_lab.errors import UserError
 
@@ -54,3 +57,11 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_differences(tmp_path)
 
 def test_an_empty_folder_has_no_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path, CONFIG) == (None, [])
+
+
+def test_files_are_written_with_the_permissions_open_would_give(tmp_path):
+    """The temporary file behind an atomic write is owner-only; the file a user finds must not be."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    written = checkpoints.atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
