@@ -48,9 +48,7 @@ def run_time_line(entry: dict, name: str) -> str:
     timed = f"measured {when}: `python benchmarks/notebook_times.py`"
     reader = cache_state(entry)
     if live is None:  # no shipped results: the reader's run is the live one
-        return (
-            f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores, {reader} ({timed})."
-        )
+        return f"{RUN_TIME} About {duration(entry['seconds'])} live, top to bottom on 2 CPU cores, {reader} ({timed})."
     return (
         f"{RUN_TIME} About {duration(entry['seconds'])} from the shipped results, {reader}, and "
         f"{duration(live['seconds'])} live (every value recomputed: `results.live = True`), top to bottom on 2 CPU "
@@ -62,6 +60,10 @@ def cache_state(entry: dict) -> str:
     """How the disk cache stood when the notebook was timed, in words (the entry's `cache_at_start`)."""
     if not entry.get("cache_at_start"):
         return "as a first-time reader runs the tour in order"
+    if (
+        entry.get("cache_at_run_start") == []
+    ):  # timed in order from an empty cache: only earlier notebooks filled it
+        return "as a first-time reader runs the tour in order from 00 (the disk cache holding what those before filled)"
     return "with the disk cache an earlier run filled (a first-time reader also waits for trunk features)"
 
 
@@ -129,7 +131,9 @@ if __name__ == "__main__":
         for name, entry in json.loads(args.out.read_text())["notebooks"].items():
             path = NOTEBOOKS / f"{name}.ipynb"
             nbformat.write(stamped(nbformat.read(path, as_version=4), name, entry), path)
-            print(f"{path.name}: {duration(entry['seconds'])}, {len((entry.get('live') or entry)['cells'])} cells timed")
+            print(
+                f"{path.name}: {duration(entry['seconds'])}, {len((entry.get('live') or entry)['cells'])} cells timed"
+            )
         sys.exit(0)
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     chosen = [p for p in paths if (p.name[:2] in args.names if args.names else p.name[:2] not in GPU_ONLY)]
@@ -137,10 +141,19 @@ if __name__ == "__main__":
         sys.exit(f"no notebook matches {args.names}; choose among {[p.name[:2] for p in paths]}")
     record = json.loads(args.out.read_text()) if args.out.is_file() else {"notebooks": {}}
     record["machine"] = machine()  # where this invocation ran; each entry keeps its own too
+
+    def cached() -> list[str]:
+        return sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
+
+    at_run_start = cached()
     for path in chosen:
-        cached = sorted(p.name for p in cache_dir().glob("*")) if cache_dir().is_dir() else []
+        at_start = cached()
         entry = time_notebook(path, args.keep)
-        entry["machine"], entry["cache_at_start"] = machine(), cached  # [] = a first-time reader's cold cache
+        entry["machine"], entry["cache_at_start"] = (
+            machine(),
+            at_start,
+        )  # [] = a first-time reader's cold cache
+        entry["cache_at_run_start"] = at_run_start
         record["notebooks"][path.stem] = entry
         record["command"], record["load_average_after"] = (
             "python benchmarks/notebook_times.py",

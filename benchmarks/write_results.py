@@ -247,8 +247,14 @@ def notebook_times(r: dict) -> list[str]:
         "Each notebook top to bottom in normal mode (fast mode off), in a fresh kernel, in order, its heavy cells' "
         "values from the shipped results (`holomerge_lab/results/`); the cache column says what the disk cache "
         "(`HOLOMERGE_CACHE`) held at the start. The live column is the run that made those values (`make results`: "
-        "every notebook live in normal mode, in order, from an empty cache; 07 was recorded again on its own, "
-        "beside other runs, after a fix; its per-cell times are in the bundle). "
+        "every notebook live in normal mode, in order, from an empty cache"
+        + "".join(
+            f"; {name[:2]} recorded again on its own afterwards (`{e['live']['command']}`, the cache as the tour "
+            "left it)"
+            for name, e in entries.items()
+            if (e.get("live") or {}).get("command", "").split("--out")[-1].split()[1:]
+        )
+        + "; the per-cell times are in the bundle). "
         "Each notebook's first cell states both (`--stamp`), and every cell slower than 20 s live says so in its "
         "first line.",
         "",
