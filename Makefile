@@ -57,7 +57,7 @@ evidence: $(VENV)/.installed $(FASHION)
 		--out results/evidence/split-mnist-fashion-animal-lr3e-4 --force
 
 # The shipped results (holomerge_lab/results/, package data): every notebook run live in normal mode, each heavy
-# value recorded with the command, package versions and per-cell times (≈ 21 min on 2 cores). RESULTS_FLAGS=--fast
+# value recorded with the command, package versions and per-cell times (26 min on 2 cores). RESULTS_FLAGS=--fast
 # makes the reduced bundle the tests make; RESULTS_OUT=DIR writes it elsewhere.
 RESULTS_OUT ?= holomerge_lab/results
 RESULTS_FLAGS ?=
@@ -76,7 +76,7 @@ app: $(VENV)/.dev
 	$(BIN)/voila notebooks/06_ablation_lab.ipynb --Voila.ip=127.0.0.1
 
 # The book: every notebook executed and rendered with its outputs into build/book/ (opens offline: build/book/index.html).
-# Normal mode runs the whole tour (21 min on 2 cores: benchmarks/RESULTS.md); BOOK_FLAGS=--fast is a labelled preview in minutes;
+# Normal mode takes the heavy values from the shipped results (98 s on 2 cores from an empty cache); BOOK_FLAGS=--fast is a labelled live preview;
 # BOOK_FLAGS="--from DIR" renders notebooks executed before (python benchmarks/notebook_times.py --keep DIR)
 BOOK_FLAGS ?=
 book: $(VENV)/.dev $(FASHION)
