@@ -1,6 +1,7 @@
 """The shipped results: values survive the JSON round trip with their types, a value is taken from the bundle only
-for exactly the settings it was recorded with, the bundle's command remakes a (reduced) bundle that every notebook
-opens from, and every notebook opens in normal mode from the shipped bundle without computing anything heavy."""
+for exactly the settings it was recorded with, the bundle's command remakes a (reduced) bundle with the same values,
+and every notebook opens in normal mode from the shipped bundle (made by another run of that command) without
+computing anything heavy."""
 
 import json
 import os
@@ -185,24 +186,16 @@ def own_environment() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
 
 
-def run_from(path: Path, folder: Path, *, fast: bool, tmp_path: Path) -> None:
+def run_from(path: Path, folder: Path, *, tmp_path: Path) -> None:
+    """The notebook in normal mode, every heavy value from `folder` (a missing one fails)."""
     env = own_environment()
     env.update(HOLOMERGE_RESULTS=str(folder), HOLOMERGE_SHIPPED_ONLY="1", HF_HUB_OFFLINE="1")
-    if fast:
-        env["HOLOMERGE_FAST"] = "1"
     done = subprocess.run(
         [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", str(tmp_path), "--timeout", "600"],
         env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert done.returncode == 0, f"{path.name} did not open from {folder}:\n{done.stderr[-4000:]}"
     print(f"{path.name} from {folder.name}: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
-
-
-@pytest.mark.notebooks
-@pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_each_notebook_opens_from_the_remade_bundle(path, reduced, tmp_path):
-    remade(path, reduced)
-    run_from(path, reduced, fast=True, tmp_path=tmp_path)
 
 
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
@@ -235,4 +228,4 @@ def test_git_would_commit_the_bundle():
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
 def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, tmp_path):
     """A reader's default: normal mode, every heavy value from the shipped bundle (a missing one fails)."""
-    run_from(path, shipped.BUNDLE, fast=False, tmp_path=tmp_path)
+    run_from(path, shipped.BUNDLE, tmp_path=tmp_path)
