@@ -317,15 +317,17 @@ sums): final ACC equal in 9 of the 20 rows (holistic and its ablations among the
 difference). The earlier measurement, on the old streams without the task cache and at load ~3.5, was 14 min 21 s.
 
 `time .ci/run` (= `make test`: ruff, then pytest with `--durations=20`), 2026-12-02, 2 quiet cores, venv built and
-the disk cache warm: **7 min 58 s** wall, 432 passed. Slowest: the Colab cell's install into a fresh venv and
-notebook 00 there (103 s), then each notebook in fast mode (11–21 s), the two browser tests (19 s and 15 s), the
-book in Chromium (15 s), the Binder cap (12–13 s per notebook). CI starts from an empty cache; its log prints the
-same 20 durations.
+the disk cache warm: **10 min 35 s** wall, 477 passed (target 10 min: missed by 35 s; 12 min 31 s before the fast-mode
+reopen of the remade bundle went, which the normal-mode open of the shipped bundle covers). Slowest: the Colab cell's
+install into a fresh venv and notebook 00 there (112 s), then every notebook live in fast mode through the bundle's
+command (12–25 s each, 141 s in all), every notebook opened in normal mode from the shipped bundle (up to 23 s, 03), the two
+browser tests (22 s and 17 s), the Binder cap (14–15 s per notebook in fast mode), the resume-after-SIGKILL test
+(17 s), the book in Chromium (15 s). CI starts from an empty cache; its log prints the same 20 durations.
 
-Fast-mode notebook times (`OMP_NUM_THREADS=1 HOLOMERGE_FAST=1 pytest tests/test_notebooks.py -k NAME -s`; set
-`HOLOMERGE_NOTEBOOK_TIMINGS=FILE` to collect them), 2026-11-28, same shared machine: 00 tour 13.1 s, 01 tangent space
-12.1 s, 02 loss barriers 21.9 s, 03 Adam v vs Fisher 19.0 s, 04 continual merging 26.1 s, 05 representation
-alignment 16.9 s, 06 ablation lab 13.0 s, 07 open questions 18.3 s.
+Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command: `pytest
+tests/test_shipped.py -k command_runs --durations=0`), from that run: 00 tour 12.0 s, 01 tangent space 13.4 s,
+02 loss barriers 25.3 s, 03 Adam v vs Fisher 25.1 s, 04 continual merging 16.0 s, 05 representation alignment
+19.1 s, 06 ablation lab 14.1 s, 07 open questions 16.1 s.
 
 ## Notes
 
