@@ -60,9 +60,8 @@ def cache_state(entry: dict) -> str:
     """How the disk cache stood when the notebook was timed, in words (the entry's `cache_at_start`)."""
     if not entry.get("cache_at_start"):
         return "as a first-time reader runs the tour in order"
-    if (
-        entry.get("cache_at_run_start") == []
-    ):  # timed in order from an empty cache: only earlier notebooks filled it
+    # timed in order from an empty cache: what the cache held, the notebooks before filled
+    if entry.get("cache_at_run_start") == []:
         return "as a first-time reader runs the tour in order from 00 (the disk cache holding what those before filled)"
     return "with the disk cache an earlier run filled (a first-time reader also waits for trunk features)"
 
@@ -149,10 +148,8 @@ if __name__ == "__main__":
     for path in chosen:
         at_start = cached()
         entry = time_notebook(path, args.keep)
-        entry["machine"], entry["cache_at_start"] = (
-            machine(),
-            at_start,
-        )  # [] = a first-time reader's cold cache
+        entry["machine"] = machine()
+        entry["cache_at_start"] = at_start  # [] = a first-time reader's cold cache
         entry["cache_at_run_start"] = at_run_start
         record["notebooks"][path.stem] = entry
         record["command"], record["load_average_after"] = (

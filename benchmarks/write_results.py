@@ -241,6 +241,12 @@ def sweep(r: dict) -> list[str]:
     return out
 
 
+def recorded_alone(entry: dict) -> bool:
+    """Whether the notebook's live run named notebooks after `--out DIR` (a rerun of some, not the whole tour)."""
+    command = (entry.get("live") or {}).get("command", "").split()
+    return "--out" in command and len(command) > command.index("--out") + 2
+
+
 def notebook_times(r: dict) -> list[str]:
     entries = r["notebooks"]
     lines = [
@@ -252,7 +258,7 @@ def notebook_times(r: dict) -> list[str]:
             f"; {name[:2]} recorded again on its own afterwards (`{e['live']['command']}`, the cache as the tour "
             "left it)"
             for name, e in entries.items()
-            if (e.get("live") or {}).get("command", "").split("--out")[-1].split()[1:]
+            if recorded_alone(e)
         )
         + "; the per-cell times are in the bundle). "
         "Each notebook's first cell states both (`--stamp`), and every cell slower than 20 s live says so in its "
@@ -324,8 +330,8 @@ command (12–25 s each, 141 s in all), every notebook opened in normal mode fro
 browser tests (22 s and 17 s), the Binder cap (14–15 s per notebook in fast mode), the resume-after-SIGKILL test
 (17 s), the book in Chromium (15 s). CI starts from an empty cache; its log prints the same 20 durations.
 
-Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command: `pytest
-tests/test_shipped.py -k command_runs --durations=0`), from that run: 00 tour 12.0 s, 01 tangent space 13.4 s,
+Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command: the
+`test_the_command_runs_each_notebook_live_and_records_it` durations that run printed): 00 tour 12.0 s, 01 tangent space 13.4 s,
 02 loss barriers 25.3 s, 03 Adam v vs Fisher 25.1 s, 04 continual merging 16.0 s, 05 representation alignment
 19.1 s, 06 ablation lab 14.1 s, 07 open questions 16.1 s.
 
