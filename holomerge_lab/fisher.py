@@ -562,7 +562,7 @@ def _weight_squares(d: Tensor, x: Tensor) -> Tensor:
                 left = (d[:, :, :, s] * d[:, :, :, t]).sum(0).permute(1, 2, 0)  # [G, out, N]
                 pair = left @ (x[:, :, s] * x[:, :, t]).transpose(0, 1)  # [G, out, in]
                 total = total + (pair if s == t else 2 * pair)
-        return total
+        return total.clamp_min(0)  # a sum of squares: the cross terms' rounding can leave a zero slightly below it
     per_example = classes * groups * d.shape[-1] * x.shape[-1]
     step = max(1, PER_EXAMPLE_NUMBERS // per_example)
     total = 0

@@ -85,6 +85,31 @@ def test_sampled_fisher_approaches_true_fisher():
     )
 
 
+class PooledTokens(nn.Module):
+    """A weight applied at every position, then the positions averaged: its pairs-of-positions route sums cross terms."""
+
+    def __init__(self):
+        super().__init__()
+        self.tokens, self.head = nn.Linear(6, 8, bias=False), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.tokens(x).mean(1))
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical"])
+def test_a_fisher_that_cancels_to_zero_is_never_negative(kind):
+    """Positions that sum to zero give the token weight a zero gradient on every example; in float32 the pairs of
+    positions cancel only up to rounding, and a Fisher below zero is refused by the Fisher merge: it must stay ≥ 0."""
+    torch.manual_seed(0)
+    model = PooledTokens()
+    x = torch.randn(64, 3, 6)
+    x[:, 2] = -(x[:, 0] + x[:, 1])
+    fisher = diagonal_fisher(model, x, torch.randint(0, 3, (64,)), kind)
+    assert exact_routes(model, x)["tokens.weight"] == "linear"
+    assert (fisher["tokens.weight"] >= 0).all() and fisher["tokens.weight"].max() < 1e-6
+    assert fisher["head.weight"].min() > 0
+
+
 def test_frozen_parameters_are_skipped():
     model, x, _ = mlp()
     model[0].requires_grad_(False)
