@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before anything imports open_clip
 
+import colab_support  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -28,3 +29,14 @@ def small_prepared():
 def _seeded():
     torch.manual_seed(0)
 
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected
+def pytest_collection_modifyitems(config, items):
+    """The Colab install takes minutes of pip, mostly waiting on one core: begun now, it runs beside the suite."""
+    if (colab_support.ROOT / ".git").exists() and any(item.get_closest_marker("install") for item in items):
+        colab_support.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    colab_support.stop()

@@ -1,47 +1,20 @@
 """The Colab cell's install, run for real: exactly its commands into a fresh virtual environment (the repository's
 address swapped for this checkout), then notebook 00 in fast mode on that environment's Python, then Binder's
-postBuild there. Minutes (torch comes from the machine's wheel cache); one test.
+postBuild there. Minutes (torch comes from the machine's wheel cache): the install starts in the background when the
+session collects this test (colab_support.py, conftest.py); one test.
 
-It clones the checkout's committed HEAD, as Colab clones the repository: uncommitted changes are not in it. Colab's
-image already has ipykernel (and torch); the fresh environment gets ipykernel first, as that image would, and
-torch through the toolkit's own requirement."""
+It clones the checkout's committed HEAD, as Colab clones the repository: uncommitted changes are not in it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import colab_support
 import pytest
-
-ROOT = Path(__file__).parent.parent
-TOUR = ROOT / "notebooks" / "00_tour.ipynb"
-_spec = importlib.util.spec_from_file_location("sync_links", ROOT / "scripts" / "sync_links.py")
-sync_links = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sync_links)
-
-def colab_commands(path: Path) -> list[str]:
-    """The shell lines (`!...`) of the `if "google.colab"` block of the notebook's first code cell."""
-    code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    lines = "".join(code["source"]).splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith('if "google.colab" in sys.modules:'))
-    block = []
-    for line in lines[start + 1 :]:
-        if not line.startswith((" ", "\t")):
-            break
-        block.append(line.strip())
-    assert block and all(line.startswith("!") for line in block), block
-    return [line[1:] for line in block]
-
-
-def pin(name: str) -> str:
-    line = next(li for li in (ROOT / "requirements.txt").read_text().splitlines() if li.startswith(name + "=="))
-    return line.split("#")[0].strip()
+from colab_support import ROOT, TOUR, colab_commands, sync_links
 
 
 def run(command: list[str] | str, env: dict, cwd: Path, timeout: int) -> str:
@@ -62,21 +35,12 @@ def test_colab_cell_installs_what_the_tour_needs(tmp_path):
         pytest.fail(f"{ROOT} is not a git checkout: this test clones it as Colab clones the repository")
     if subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip():
         print("note: the working tree has uncommitted changes; the clone (and this test) sees only HEAD")
-    venv, content, cache = tmp_path / "venv", tmp_path / "content", tmp_path / "cache"
-    content.mkdir()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", VIRTUAL_ENV=str(venv), HOLOMERGE_CACHE=str(cache),
-               HF_HUB_OFFLINE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")  # fmt: skip
-    run(["pip", "install", "-q", pin("ipykernel")], env, content, 600)  # on Colab's image already
-
+    install = colab_support.start()  # begun at collection; here only if this test was not collected first
     url = sync_links.repository()
-    commands = [c.replace(url, f"file://{ROOT.resolve()}") for c in colab_commands(TOUR)]
-    assert all(url not in c for c in commands) and any(ROOT.name in c or "file://" in c for c in commands)
-    began = time.perf_counter()
-    for command in commands:
-        run(command, env, content, 1800)  # as IPython's `!` runs it: a shell, in the kernel's folder
-    install_s = time.perf_counter() - began
+    assert all(url not in c for c in install.commands)
+    assert any(ROOT.name in c or "file://" in c for c in install.commands)
+    install_s = install.wait()
+    venv, content, env, cache = install.venv, install.content, install.env, install.folder / "cache"
 
     python = str(venv / "bin" / "python")
     facts = json.loads(run([python, "-c", (
@@ -107,5 +71,5 @@ def test_colab_cell_installs_what_the_tour_needs(tmp_path):
     binder_cache = tmp_path / "binder-cache"
     run(["bash", "binder/postBuild"], {**env, "HOLOMERGE_CACHE": str(binder_cache)}, clone, 900)
     assert any(p.name.startswith("animal-mnist") for p in binder_cache.iterdir())
-    print(f"fresh-venv install {install_s:.0f} s, notebook 00 (fast) {notebook_s:.1f} s in it")
-    shutil.rmtree(venv, ignore_errors=True)  # gigabytes of torch: not left for pytest's tmp retention
+    print(f"fresh-venv install {install_s:.0f} s (beside the rest of the suite), notebook 00 (fast) {notebook_s:.1f} s")
+    install.remove()
