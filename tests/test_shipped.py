@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -146,22 +148,35 @@ def test_a_panels_first_press_is_shown_from_the_bundle_and_its_buttons_rerun_liv
 
 
 # --- the command, on a reduced setting (fast mode), and the shipped bundle -----------------------------------------
+# Each notebook runs in its own process; two at a time, one thread each: on 2 cores ~30 % faster than one at a time
+# with two threads (the notebooks' small ops leave a second thread mostly idle). A test waits for its notebook.
+def beside(request, run: Callable[[Path], subprocess.CompletedProcess]) -> Iterator[dict[str, Future]]:
+    """{notebook stem: the future of `run` on it}, for the notebooks this session's collected tests ask for."""
+    wanted = [i.callspec.params["path"] for i in request.session.items if request.fixturename in i.fixturenames]
+    pool = ThreadPoolExecutor(2)
+    yield {path.stem: pool.submit(run, path) for path in dict.fromkeys(wanted)}
+    pool.shutdown(cancel_futures=True)
+
+
+def one_thread() -> dict:
+    """This process's environment without the HOLOMERGE_ switches a caller may have set (the cache folder kept),
+    with one thread per process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
 @pytest.fixture(scope="session")
-def reduced(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("reduced-bundle")
+def reduced(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
+    """The reduced bundle's folder, and each notebook's run of the bundle's command into it."""
+    folder = tmp_path_factory.mktemp("reduced-bundle")
 
+    def remake(path: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "holomerge_lab.shipped", path.name[:2], "--fast", "--out", str(folder),
+                   "--timeout", "90"]  # fmt: skip
+        return subprocess.run(command, env=one_thread(), capture_output=True, text=True)
 
-def remade(path: Path, folder: Path) -> dict:
-    """The notebook's file of the reduced bundle, made by the bundle's command (once per session)."""
-    target = folder / f"{path.stem}.json"
-    if not target.is_file():
-        done = subprocess.run(
-            [sys.executable, "-m", "holomerge_lab.shipped", path.name[:2], "--fast", "--out", str(folder),
-             "--timeout", "90"],
-            env=own_environment(), capture_output=True, text=True,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
-    return json.loads(target.read_text())
+    for futures in beside(request, remake):
+        yield folder, futures
 
 
 @pytest.mark.notebooks
@@ -169,7 +184,10 @@ def remade(path: Path, folder: Path) -> dict:
 def test_the_command_runs_each_notebook_live_and_records_it(path, reduced):
     """Fast mode, live, in a fresh kernel: the notebook runs to the end (this is the tour's fast-mode test) and its
     file records every value the shipped bundle holds, with the command, versions and code that made them."""
-    data = remade(path, reduced)
+    folder, futures = reduced
+    done = futures[path.stem].result()
+    assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
+    data = json.loads((folder / f"{path.stem}.json").read_text())
     made = data["made_by"]
     assert made["fast"] and made["command"].startswith("python -m holomerge_lab.shipped")
     assert made["packages"]["torch"] == metadata.version("torch")
@@ -179,23 +197,6 @@ def test_the_command_runs_each_notebook_live_and_records_it(path, reduced):
     assert sorted(data["entries"]) == sorted(ship["entries"]), f"{path.name}: the shipped bundle is stale: {REMAKE}"
     for name, entry in data["entries"].items():  # the same kind of value, at other sizes
         assert type(shipped.decode(entry["value"])) is type(shipped.decode(ship["entries"][name]["value"])), name
-
-
-def own_environment() -> dict:
-    """This process's environment without the HOLOMERGE_ switches a caller may have set (the cache folder kept)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
-
-
-def run_from(path: Path, folder: Path, *, tmp_path: Path) -> None:
-    """The notebook in normal mode, every heavy value from `folder` (a missing one fails)."""
-    env = own_environment()
-    env.update(HOLOMERGE_RESULTS=str(folder), HOLOMERGE_SHIPPED_ONLY="1", HF_HUB_OFFLINE="1")
-    done = subprocess.run(
-        [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", str(tmp_path), "--timeout", "600"],
-        env=env, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    assert done.returncode == 0, f"{path.name} did not open from {folder}:\n{done.stderr[-4000:]}"
-    print(f"{path.name} from {folder.name}: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
 
 
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
@@ -224,8 +225,24 @@ def test_git_would_commit_the_bundle():
     assert ignored.stdout == "", f"git ignores the shipped bundle: {ignored.stdout}"
 
 
+@pytest.fixture(scope="session")
+def opened(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
+    """Each notebook in normal mode, every heavy value from the shipped bundle (a missing one fails)."""
+
+    def open_from_bundle(path: Path) -> subprocess.CompletedProcess:
+        env = {**one_thread(), "HOLOMERGE_RESULTS": str(shipped.BUNDLE), "HOLOMERGE_SHIPPED_ONLY": "1",
+               "HF_HUB_OFFLINE": "1"}  # fmt: skip
+        command = [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd",
+                   str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+
+    yield from beside(request, open_from_bundle)
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, tmp_path):
+def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, opened):
     """A reader's default: normal mode, every heavy value from the shipped bundle (a missing one fails)."""
-    run_from(path, shipped.BUNDLE, tmp_path=tmp_path)
+    done = opened[path.stem].result()
+    assert done.returncode == 0, f"{path.name} did not open from the shipped bundle:\n{done.stderr[-4000:]}"
+    print(f"{path.name} from the shipped bundle: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
