@@ -143,6 +143,20 @@ def fisher_backpack(r: dict) -> list[str]:
         "BackPACK has no result to race here, so the ≥ 2× target is held against the per-example route, the only "
         "other exact result on this model.",
     ]
+    offsets = load("bench_pairs_by_offset.json")
+    if offsets is not None:
+        true = [r for r in offsets["rows"] if r["classes"] > 1]
+        ours, grouped = sum(r["weight_squares_s"] for r in true), sum(r["by_offset_s"] for r in true)
+        out += [
+            "",
+            "Where the true Fisher's time goes on this model: the 10 backward passes (one per class) and, for each "
+            "weight, the pairs of its 17 token positions (153 products). The pair loop is already matmul-bound: "
+            f"on one block's four weights it takes {ours * 1e3:.0f} ms, and grouping the pairs by their offset "
+            f"(17 larger products instead of 153) takes {grouped * 1e3:.0f} ms (`{offsets['command']}`, "
+            f"{offsets['machine']['cpu']}, {offsets['machine']['date'][:10]}); the per-example route of "
+            "`_weight_squares` is slower still at 10 classes. What is left is the backward passes themselves, "
+            "which the per-example route needs as well: the 2× is not reached here.",
+        ]
     out += [
         "",
         "**Fisher routes** — what `fisher.PER_EXAMPLE_OVERHEAD` (20) is measured from: the two exact routes of a "
@@ -323,15 +337,22 @@ sums): final ACC equal in 9 of the 20 rows (holistic and its ablations among the
 difference). The earlier measurement, on the old streams without the task cache and at load ~3.5, was 14 min 21 s.
 
 `time .ci/run` (= `make test`: ruff, then pytest with `--durations=20`), 2026-12-02, 2 quiet cores, venv built and
-the disk cache warm: **10 min 35 s** wall, 477 passed (target 10 min: missed by 35 s; 12 min 31 s before the fast-mode
-reopen of the remade bundle went, which the normal-mode open of the shipped bundle covers). Slowest: the Colab cell's
-install into a fresh venv and notebook 00 there (112 s), then every notebook live in fast mode through the bundle's
-command (12–25 s each, 141 s in all), every notebook opened in normal mode from the shipped bundle (up to 23 s, 03), the two
-browser tests (22 s and 17 s), the Binder cap (14–15 s per notebook in fast mode), the resume-after-SIGKILL test
-(17 s), the book in Chromium (15 s). CI starts from an empty cache; its log prints the same 20 durations.
+the disk cache warm. On the day's first machine (Intel Xeon): **10 min 35 s**, 477 passed. On a second, slower one
+(AMD EPYC: the same suite took 15 min 20 s there): **13 min 9 s**, 479 passed, after two
+changes that keep every check: the Colab cell's install starts in the background as soon as the session has collected
+its test (`tests/colab_support.py`; the test itself 148 s → 48 s, though the Binder-cap notebook run beside the
+install slows by up to 80 s), and the bundle's command (fast mode) and the normal-mode opens run two notebooks at a
+time with one thread each (`tests/test_shipped.py` alone: about 350 s → 206 s). Target 10 min: **missed** on the second
+machine by about 3 min. Tried and not taken: pytest-xdist with two workers, 20 min 20 s (CPU time doubled:
+each worker's kernels oversubscribe the two cores) with a fast-mode notebook past its 90 s cell timeout; running the
+background install at the lowest CPU and disk priority (13 min 13 s: no gain). Slowest now: the Binder cap in fast mode
+(38–102 s beside the install), the Colab test (48 s), notebook 02 live in fast mode (42 s), the loss-barrier seeds
+test (37 s), the two browser tests (32 s and 27 s), the resume-after-SIGKILL test (23–29 s), the book in Chromium
+(23 s). CI starts from an empty cache; its log prints the same 20 durations.
 
-Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command: the
-`test_the_command_runs_each_notebook_live_and_records_it` durations that run printed): 00 tour 12.0 s, 01 tangent space 13.4 s,
+Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command, one notebook at a time: the
+`test_the_command_runs_each_notebook_live_and_records_it` durations of the 10 min 35 s run; the suite now runs two at
+a time, so its durations no longer time one notebook): 00 tour 12.0 s, 01 tangent space 13.4 s,
 02 loss barriers 25.3 s, 03 Adam v vs Fisher 25.1 s, 04 continual merging 16.0 s, 05 representation alignment
 19.1 s, 06 ablation lab 14.1 s, 07 open questions 16.1 s.
 
