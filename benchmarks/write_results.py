@@ -342,7 +342,8 @@ the disk cache warm. On the day's first machine (Intel Xeon): **10 min 35 s**, 4
 changes that keep every check: the Colab cell's install starts in the background as soon as the session has collected
 its test (`tests/colab_support.py`; the test itself 148 s → 48 s, though the Binder-cap notebook run beside the
 install slows by up to 80 s), and the bundle's command (fast mode) and the normal-mode opens run two notebooks at a
-time with one thread each (`tests/test_shipped.py` alone: about 350 s → 206 s). Target 10 min: **missed** on the second
+time with one thread each (their 16 tests took 348 s in the 15 min 20 s run; the whole of `tests/test_shipped.py`
+alone now takes 206 s). Target 10 min: **missed** on the second
 machine by about 3 min. Tried and not taken: pytest-xdist with two workers, 20 min 20 s (CPU time doubled:
 each worker's kernels oversubscribe the two cores) with a fast-mode notebook past its 90 s cell timeout; running the
 background install at the lowest CPU and disk priority (13 min 13 s: no gain). Slowest now: the Binder cap in fast mode

@@ -30,10 +30,9 @@ def _seeded():
     torch.manual_seed(0)
 
 
-
 @pytest.hookimpl(trylast=True)  # after -m / -k have deselected
 def pytest_collection_modifyitems(config, items):
-    """The Colab install takes minutes of pip, mostly waiting on one core: begun now, it runs beside the suite."""
+    """The Colab install takes minutes of pip: begun now, it runs beside the rest of the suite."""
     if (colab_support.ROOT / ".git").exists() and any(item.get_closest_marker("install") for item in items):
         colab_support.start()
 

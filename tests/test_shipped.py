@@ -3,6 +3,7 @@ for exactly the settings it was recorded with, the bundle's command remakes a (r
 and every notebook opens in normal mode from the shipped bundle (made by another run of that command) without
 computing anything heavy."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -148,14 +149,17 @@ def test_a_panels_first_press_is_shown_from_the_bundle_and_its_buttons_rerun_liv
 
 
 # --- the command, on a reduced setting (fast mode), and the shipped bundle -----------------------------------------
-# Each notebook runs in its own process; two at a time, one thread each: on 2 cores ~30 % faster than one at a time
-# with two threads (the notebooks' small ops leave a second thread mostly idle). A test waits for its notebook.
+# Each notebook runs in its own process, two at a time with one thread each (notebooks 02 and 03: 69 s one after the
+# other with two threads, 50 s side by side with one); a test waits for its own notebook.
+@contextlib.contextmanager
 def beside(request, run: Callable[[Path], subprocess.CompletedProcess]) -> Iterator[dict[str, Future]]:
     """{notebook stem: the future of `run` on it}, for the notebooks this session's collected tests ask for."""
     wanted = [i.callspec.params["path"] for i in request.session.items if request.fixturename in i.fixturenames]
     pool = ThreadPoolExecutor(2)
-    yield {path.stem: pool.submit(run, path) for path in dict.fromkeys(wanted)}
-    pool.shutdown(cancel_futures=True)
+    try:
+        yield {path.stem: pool.submit(run, path) for path in dict.fromkeys(wanted)}
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def one_thread() -> dict:
@@ -175,7 +179,7 @@ def reduced(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]
                    "--timeout", "90"]  # fmt: skip
         return subprocess.run(command, env=one_thread(), capture_output=True, text=True)
 
-    for futures in beside(request, remake):
+    with beside(request, remake) as futures:
         yield folder, futures
 
 
@@ -236,7 +240,8 @@ def opened(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
                    str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
 
-    yield from beside(request, open_from_bundle)
+    with beside(request, open_from_bundle) as futures:
+        yield futures
 
 
 @pytest.mark.notebooks
