@@ -101,10 +101,10 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def measure(notebook: Path, workdir: Path, fast: bool = True, cap: int = CAP) -> dict:
+def measure(notebook: Path, workdir: Path, fast: bool = True, cap: int = CAP, env: dict | None = None) -> dict:
     """Run `notebook` with `workdir` as its folder (under the cap where a cgroup can be made) and return what was
-    measured. The cache folder is the environment's (``HOLOMERGE_CACHE``)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    measured. The environment is `env` (this process's by default), its cache folder ``HOLOMERGE_CACHE``."""
+    env = {**(os.environ if env is None else env), "HF_HUB_OFFLINE": "1"}
     env.pop("HOLOMERGE_FAST", None)
     if fast:
         env["HOLOMERGE_FAST"] = "1"

@@ -3,13 +3,11 @@ for exactly the settings it was recorded with, the bundle's command remakes a (r
 and every notebook opens in normal mode from the shipped bundle (made by another run of that command) without
 computing anything heavy."""
 
-import contextlib
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
+from pool_support import beside, one_thread
 
 from holomerge_lab import probes, shipped, widgets
 from holomerge_lab.config import RunConfig
@@ -149,24 +148,8 @@ def test_a_panels_first_press_is_shown_from_the_bundle_and_its_buttons_rerun_liv
 
 
 # --- the command, on a reduced setting (fast mode), and the shipped bundle -----------------------------------------
-# Each notebook runs in its own process, two at a time with one thread each (notebooks 02 and 03: 69 s one after the
-# other with two threads, 50 s side by side with one); a test waits for its own notebook.
-@contextlib.contextmanager
-def beside(request, run: Callable[[Path], subprocess.CompletedProcess]) -> Iterator[dict[str, Future]]:
-    """{notebook stem: the future of `run` on it}, for the notebooks this session's collected tests ask for."""
-    wanted = [i.callspec.params["path"] for i in request.session.items if request.fixturename in i.fixturenames]
-    pool = ThreadPoolExecutor(2)
-    try:
-        yield {path.stem: pool.submit(run, path) for path in dict.fromkeys(wanted)}
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def one_thread() -> dict:
-    """This process's environment without the HOLOMERGE_ switches a caller may have set (the cache folder kept),
-    with one thread per process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOMERGE_") or k == "HOLOMERGE_CACHE"}
-    return {**env, "OMP_NUM_THREADS": "1"}
+# Each notebook runs in its own process, two at a time with one thread each (tests/pool_support.py); a test waits
+# for its own notebook.
 
 
 @pytest.fixture(scope="session")
@@ -185,11 +168,11 @@ def reduced(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_the_command_runs_each_notebook_live_and_records_it(path, reduced):
+def test_the_command_runs_each_notebook_live_and_records_it(path, reduced, request):
     """Fast mode, live, in a fresh kernel: the notebook runs to the end (this is the tour's fast-mode test) and its
     file records every value the shipped bundle holds, with the command, versions and code that made them."""
     folder, futures = reduced
-    done = futures[path.stem].result()
+    done = futures[request.node.callspec.id].result()
     assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
     data = json.loads((folder / f"{path.stem}.json").read_text())
     made = data["made_by"]
@@ -246,8 +229,8 @@ def opened(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, opened):
+def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, opened, request):
     """A reader's default: normal mode, every heavy value from the shipped bundle (a missing one fails)."""
-    done = opened[path.stem].result()
+    done = opened[request.node.callspec.id].result()
     assert done.returncode == 0, f"{path.name} did not open from the shipped bundle:\n{done.stderr[-4000:]}"
     print(f"{path.name} from the shipped bundle: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
