@@ -15,16 +15,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 
 @contextlib.contextmanager
-def beside(request, run: Callable[..., object]) -> Iterator[dict[str, Future]]:
-    """{test id: the future of `run(**its parameters)`} for every test this session collected that uses the
-    fixture `request` belongs to. A test waits for its own with `result()`."""
-    wanted = {}
-    for item in request.session.items:
-        if request.fixturename in item.fixturenames:
-            wanted[item.callspec.id] = item.callspec.params
+def beside(request, runs: dict[str, Callable[..., object]]) -> Iterator[dict[str, Future]]:
+    """{test node id: the future of `runs[test function](**its parameters)`} for every test this session collected
+    that uses the fixture `request` belongs to, in collection order. A test waits for its own with `result()`."""
     pool = ThreadPoolExecutor(2)
     try:
-        yield {test: pool.submit(run, **params) for test, params in wanted.items()}
+        yield {
+            item.nodeid: pool.submit(runs[item.originalname], **item.callspec.params)
+            for item in request.session.items
+            if request.fixturename in item.fixturenames
+        }
     finally:
         pool.shutdown(cancel_futures=True)
 

@@ -27,7 +27,7 @@ def measured(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
             env["HOLOMERGE_SHIPPED_ONLY"] = "1"
         return binder_memory.measure(NOTEBOOKS / name, folder, fast=fast, env=env)
 
-    with beside(request, measure) as futures:
+    with beside(request, {"test_runs_within_binders_memory_cap": measure}) as futures:
         yield futures
 
 
@@ -35,7 +35,7 @@ def measured(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "normal"])
 @pytest.mark.parametrize("name", ["00_tour.ipynb", "06_ablation_lab.ipynb"])
 def test_runs_within_binders_memory_cap(name, fast, measured, request):
-    result = measured[request.node.callspec.id].result()
+    result = measured[request.node.nodeid].result()
     print(result)  # the numbers the README quotes
     assert not result["oom_killed"], f"{name} needed more than {result['cap_mib']} MiB: {result}"
     assert result["returncode"] == 0, result["stderr_tail"]

@@ -148,13 +148,15 @@ def test_a_panels_first_press_is_shown_from_the_bundle_and_its_buttons_rerun_liv
 
 
 # --- the command, on a reduced setting (fast mode), and the shipped bundle -----------------------------------------
-# Each notebook runs in its own process, two at a time with one thread each (tests/pool_support.py); a test waits
-# for its own notebook.
+# Each notebook runs in its own process, two at a time with one thread each (tests/pool_support.py), the normal-mode
+# opens queued behind the bundle's command so that neither waits for the other's last notebook; a test waits for its
+# own run.
 
 
 @pytest.fixture(scope="session")
-def reduced(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
-    """The reduced bundle's folder, and each notebook's run of the bundle's command into it."""
+def runs(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
+    """The reduced bundle's folder, and {test: its notebook's run}: of the bundle's command into that folder (fast
+    mode), or in normal mode with every heavy value from the shipped bundle (a missing one fails)."""
     folder = tmp_path_factory.mktemp("reduced-bundle")
 
     def remake(path: Path) -> subprocess.CompletedProcess:
@@ -162,17 +164,26 @@ def reduced(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]
                    "--timeout", "90"]  # fmt: skip
         return subprocess.run(command, env=one_thread(), capture_output=True, text=True)
 
-    with beside(request, remake) as futures:
+    def open_from_bundle(path: Path) -> subprocess.CompletedProcess:
+        env = {**one_thread(), "HOLOMERGE_RESULTS": str(shipped.BUNDLE), "HOLOMERGE_SHIPPED_ONLY": "1",
+               "HF_HUB_OFFLINE": "1"}  # fmt: skip
+        command = [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd",
+                   str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+
+    tests = {"test_the_command_runs_each_notebook_live_and_records_it": remake,
+             "test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle": open_from_bundle}  # fmt: skip
+    with beside(request, tests) as futures:
         yield folder, futures
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_the_command_runs_each_notebook_live_and_records_it(path, reduced, request):
+def test_the_command_runs_each_notebook_live_and_records_it(path, runs, request):
     """Fast mode, live, in a fresh kernel: the notebook runs to the end (this is the tour's fast-mode test) and its
     file records every value the shipped bundle holds, with the command, versions and code that made them."""
-    folder, futures = reduced
-    done = futures[request.node.callspec.id].result()
+    folder, futures = runs
+    done = futures[request.node.nodeid].result()
     assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
     data = json.loads((folder / f"{path.stem}.json").read_text())
     made = data["made_by"]
@@ -212,25 +223,10 @@ def test_git_would_commit_the_bundle():
     assert ignored.stdout == "", f"git ignores the shipped bundle: {ignored.stdout}"
 
 
-@pytest.fixture(scope="session")
-def opened(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
-    """Each notebook in normal mode, every heavy value from the shipped bundle (a missing one fails)."""
-
-    def open_from_bundle(path: Path) -> subprocess.CompletedProcess:
-        env = {**one_thread(), "HOLOMERGE_RESULTS": str(shipped.BUNDLE), "HOLOMERGE_SHIPPED_ONLY": "1",
-               "HF_HUB_OFFLINE": "1"}  # fmt: skip
-        command = [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd",
-                   str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-
-    with beside(request, open_from_bundle) as futures:
-        yield futures
-
-
 @pytest.mark.notebooks
 @pytest.mark.parametrize("path", TOUR, ids=lambda p: p.stem)
-def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, opened, request):
+def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, runs, request):
     """A reader's default: normal mode, every heavy value from the shipped bundle (a missing one fails)."""
-    done = opened[request.node.callspec.id].result()
+    done = runs[1][request.node.nodeid].result()
     assert done.returncode == 0, f"{path.name} did not open from the shipped bundle:\n{done.stderr[-4000:]}"
     print(f"{path.name} from the shipped bundle: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
