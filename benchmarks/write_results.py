@@ -343,13 +343,18 @@ changes that keep every check: the Colab cell's install starts in the background
 its test (`tests/colab_support.py`; the test itself 148 s → 48 s, though the Binder-cap notebook run beside the
 install slows by up to 80 s), and the bundle's command (fast mode) and the normal-mode opens run two notebooks at a
 time with one thread each (their 16 tests took 348 s in the 15 min 20 s run; the whole of `tests/test_shipped.py`
-alone now takes 206 s). Target 10 min: **missed** on the second
-machine by about 3 min. Tried and not taken: pytest-xdist with two workers, 20 min 20 s (CPU time doubled:
+alone now takes 206 s). Then, on the same machine (`time pytest --durations=40`): **8 min 56 s**, 479 passed
+(13 min 20 s before, measured the same way that session), after three more: the four Binder-cap runs go two at a
+time with one thread each (`tests/pool_support.py`: beside the install, two OpenMP threads spin-wait on a core it
+holds: notebook 00 from a fresh cache took 114 s with two threads, 20 s with one, 22 s with
+`OMP_WAIT_POLICY=PASSIVE`, which slows the in-process tests instead: 46–51 s → 67–80 s on four test files; the four
+tests 152 s → 49 s); test_shipped's remakes and normal-mode opens share that one pool; the resume tests run the
+uninterrupted run beside the killed one. Target 10 min: **met** on this machine. Tried and not taken:
+pytest-xdist with two workers, 20 min 20 s (CPU time doubled:
 each worker's kernels oversubscribe the two cores) with a fast-mode notebook past its 90 s cell timeout; running the
-background install at the lowest CPU and disk priority (13 min 13 s: no gain). Slowest now: the Binder cap in fast mode
-(38–102 s beside the install), the Colab test (48 s), notebook 02 live in fast mode (42 s), the loss-barrier seeds
-test (37 s), the two browser tests (32 s and 27 s), the resume-after-SIGKILL test (23–29 s), the book in Chromium
-(23 s). CI starts from an empty cache; its log prints the same 20 durations.
+background install at the lowest CPU and disk priority (13 min 13 s: no gain). Slowest now: notebook 02 live in fast
+mode (36 s), the Colab test (31 s, waiting for the install), notebook 03 in normal mode (29 s), the JupyterLab test
+(29 s), the Binder cap of notebook 00 (29 s), the loss-barrier seeds test (26 s), the book in Chromium (23 s). CI starts from an empty cache; its log prints the same 20 durations.
 
 Fast-mode notebook times (every cell live on tiny subsets, through the bundle's command, one notebook at a time: the
 `test_the_command_runs_each_notebook_live_and_records_it` durations of the 10 min 35 s run; the suite now runs two at
