@@ -33,14 +33,13 @@ def kill_after_the_second_task(*args: str, out, name: str = "holistic") -> None:
 
 def test_kill_after_a_task_then_resume_gives_the_uninterrupted_result(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    uninterrupted = cli(*ARGS, "--out", str(whole))  # one thread each: it runs beside the other on 2 cores
-    kill_after_the_second_task(*ARGS, out=killed)
-
-    resumed = cli(*ARGS, "--resume", str(killed))
-    out, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    out_whole, err_whole = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, err_whole
+    with cli(*ARGS, "--out", str(whole)) as uninterrupted:  # one thread each: it runs beside the others on 2 cores
+        kill_after_the_second_task(*ARGS, out=killed)
+        resumed = cli(*ARGS, "--resume", str(killed))
+        out, err = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, err
+        out_whole, err_whole = uninterrupted.communicate(timeout=600)
+        assert uninterrupted.returncode == 0, err_whole
 
     a, b = json.loads(out), json.loads(out_whole)
     for document in (a, b):
@@ -52,13 +51,13 @@ def test_kill_after_a_task_then_resume_gives_the_uninterrupted_result(tmp_path):
 def test_resume_with_the_folder_alone_continues_with_the_saved_settings(tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     settings = [*ARGS[:-2], "--seed", "4", "--alpha", "0.3", "--no-post"]  # none of them a default
-    uninterrupted = cli(*settings, "--out", str(whole))
-    kill_after_the_second_task(*settings, out=killed, name="holistic-no-post")
-    resumed = cli("run", "--resume", str(killed))
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    _, err_whole = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, err_whole
+    with cli(*settings, "--out", str(whole)) as uninterrupted:
+        kill_after_the_second_task(*settings, out=killed, name="holistic-no-post")
+        resumed = cli("run", "--resume", str(killed))
+        _, err = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, err
+        _, err_whole = uninterrupted.communicate(timeout=600)
+        assert uninterrupted.returncode == 0, err_whole
     a, b = (json.loads((folder / "holistic-no-post.json").read_text()) for folder in (killed, whole))
     for document in (a, b):
         document.pop("seconds"), document.pop("reused_tasks")  # how long, and what the task cache saved
