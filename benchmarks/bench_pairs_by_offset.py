@@ -4,11 +4,11 @@
 
 `fisher._weight_squares` sums S(S+1)/2 pairs of positions one pair at a time. Grouping the pairs by their offset
 t − s (S products, each contracting over examples × positions) needs fewer, larger calls; on the ViT's layer shapes
-(S = 17 tokens, 256 examples) it is slower than the pair loop, whose matmuls already dominate. Fastest of 3 each.
+(S = 17 tokens, 256 examples) it is slower than the pair loop, whose matmuls already dominate. Medians of 3 rounds, the two routes interleaved (bench._interleaved).
 """
 
 import json
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,15 +32,6 @@ def by_offset(d: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return total.clamp_min(0)
 
 
-def fastest(route, *args, rounds: int = 3) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        began = time.perf_counter()
-        route(*args)
-        best = min(best, time.perf_counter() - began)
-    return best
-
-
 def main() -> None:
     machine = bench.machine()  # before: its load average is the quiet the run began in
     torch.manual_seed(0)
@@ -49,9 +40,12 @@ def main() -> None:
         for classes in (10, 1):
             d, x = torch.randn(classes, 256, 1, 17, outputs), torch.randn(256, 1, 17, inputs)
             ours, offset = fisher._weight_squares(d, x), by_offset(d, x)
+            ours_s, offset_s, ratio = bench._interleaved(
+                partial(fisher._weight_squares, d, x), partial(by_offset, d, x), rounds=3
+            )  # fmt: skip
             rows.append({
                 "in": inputs, "out": outputs, "classes": classes, "positions": 17, "examples": 256,
-                "weight_squares_s": fastest(fisher._weight_squares, d, x), "by_offset_s": fastest(by_offset, d, x),
+                "weight_squares_s": ours_s, "by_offset_s": offset_s, "by_offset_over_weight_squares": ratio,
                 "relative_difference": float((ours - offset).abs().max() / ours.abs().max()),
             })  # fmt: skip
             print(rows[-1])
