@@ -62,7 +62,7 @@ evidence: $(VENV)/.installed $(FASHION)
 RESULTS_OUT ?= holomerge_lab/results
 RESULTS_FLAGS ?=
 results: $(VENV)/.dev $(FASHION)
-	$(BIN)/python -m holomerge_lab.shipped --out $(RESULTS_OUT) $(RESULTS_FLAGS)
+	$(BIN)/python -m holomerge_lab.tour.shipped --out $(RESULTS_OUT) $(RESULTS_FLAGS)
 
 test: $(VENV)/.dev $(CHROMIUM) $(FASHION)
 	$(BIN)/ruff check holomerge_lab tests
@@ -80,13 +80,13 @@ app: $(VENV)/.dev
 # BOOK_FLAGS="--from DIR" renders notebooks executed before (python benchmarks/notebook_times.py --keep DIR)
 BOOK_FLAGS ?=
 book: $(VENV)/.dev $(FASHION)
-	$(BIN)/python -m holomerge_lab.book --out build/book $(BOOK_FLAGS)
+	$(BIN)/python -m holomerge_lab.tour.book --out build/book $(BOOK_FLAGS)
 
 # Student copies: every notebook with its worked solutions removed, into build/students/ (generated, never committed;
 # STUDENTS_OUT=DIR writes elsewhere, never into notebooks/ nor over a folder it did not create)
 STUDENTS_OUT ?= build/students
 students: $(VENV)/.installed
-	$(BIN)/python -m holomerge_lab.student --out $(STUDENTS_OUT)
+	$(BIN)/python -m holomerge_lab.tour.student --out $(STUDENTS_OUT)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache build/book build/students

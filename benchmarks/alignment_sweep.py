@@ -17,7 +17,7 @@ from pathlib import Path
 import seeded_search
 from seeded_search import by_seed
 
-from holomerge_lab import stats
+from holomerge_lab.analysis import stats
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "alignment_sweep.json"

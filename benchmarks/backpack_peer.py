@@ -23,7 +23,7 @@ from backpack.extensions.secondorder.diag_ggn.diag_ggn_base import DiagGGNBaseMo
 from backpack.utils.subsampling import subsample
 from torch import Tensor, nn
 
-from holomerge_lab.heads import head_logits
+from holomerge_lab.models.heads import head_logits
 
 
 class CosineHead(nn.Module):

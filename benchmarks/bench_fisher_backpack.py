@@ -29,12 +29,12 @@ from backpack.extensions import SumGradSquared
 from backpack_peer import backpack_fisher, plain_top
 from torch import nn
 
-from holomerge_lab import bench
-from holomerge_lab import fisher as fisher_module
-from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
-from holomerge_lab.heads import TaskLogits
-from holomerge_lab.pipeline import RunConfig, prepare
-from holomerge_lab.training import task_objective
+from holomerge_lab.analysis import bench
+from holomerge_lab.experiment.pipeline import RunConfig, prepare
+from holomerge_lab.experiment.training import task_objective
+from holomerge_lab.method import fisher as fisher_module
+from holomerge_lab.method.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
+from holomerge_lab.models.heads import TaskLogits
 
 EXAMPLES = 256
 CASES = {"split-animal": 2, "rotated-mnist": 10}  # stream -> classes of its first task

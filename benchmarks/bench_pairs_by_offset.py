@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from holomerge_lab import bench, fisher
+from holomerge_lab.analysis import bench
+from holomerge_lab.method import fisher
 
 SHAPES = [(64, 192), (64, 64), (64, 256), (256, 64)]  # in_proj, out_proj, c_fc, c_proj of one block (in -> out)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from fusion_bench_peer import linearized_wrapper
 
-from holomerge_lab import bench
-from holomerge_lab.linearize import LinearizedModel
-from holomerge_lab.pipeline import RunConfig, prepare
+from holomerge_lab.analysis import bench
+from holomerge_lab.experiment.pipeline import RunConfig, prepare
+from holomerge_lab.method.linearize import LinearizedModel
 
 STEPS = 10  # per timed call
 

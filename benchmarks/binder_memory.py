@@ -111,7 +111,7 @@ def measure(notebook: Path, workdir: Path, fast: bool = True, cap: int = CAP, en
     group = Cgroup.create(cap)
     began = time.perf_counter()
     child = subprocess.Popen(
-        [sys.executable, "-m", "holomerge_lab.run_notebook", str(notebook), "--cwd", str(workdir),
+        [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(notebook), "--cwd", str(workdir),
          "--timeout", str(CELL_TIMEOUT_S if fast else 1800)], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=group.enter if group else None,
     )  # fmt: skip

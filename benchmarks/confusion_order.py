@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from holomerge_lab import data as D
-from holomerge_lab.backbones import build_backbone, trunk_features
-from holomerge_lab.evaluation import features
-from holomerge_lab.heads import head_logits, prototype_head
-from holomerge_lab.linearize import forward_fn
+from holomerge_lab.experiment.evaluation import features
+from holomerge_lab.method.linearize import forward_fn
+from holomerge_lab.models.backbones import build_backbone, trunk_features
+from holomerge_lab.models.heads import head_logits, prototype_head
 
 PER_CLASS, GROUP, SEED = 300, 5, 123
 

@@ -3,7 +3,7 @@
 MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1 python benchmarks/memory_allocator_check.py
 """
 
-from holomerge_lab import bench
+from holomerge_lab.analysis import bench
 
 if __name__ == "__main__":
     r = bench.memory_by_tasks((5, 50, 100), methods=("holistic",), test_per_task=10)

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from holomerge_lab import bench
+from holomerge_lab.analysis import bench
 
 if __name__ == "__main__":
     methods = tuple(sys.argv[1].split(",")) if len(sys.argv) > 1 else ("holistic",)

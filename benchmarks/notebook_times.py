@@ -3,9 +3,9 @@
     python benchmarks/notebook_times.py [NAMES ...] [--keep DIR] [--out benchmarks/notebook_times.json]
     python benchmarks/notebook_times.py --stamp     # write the measured times into the notebooks
 
-A reader's run draws its heavy figures from the shipped results (holomerge_lab/shipped.py); that is what is timed
+A reader's run draws its heavy figures from the shipped results (holomerge_lab/tour/shipped.py); that is what is timed
 here. The live times (every value recomputed) are those of the run that made the bundle, read from its files
-(`python -m holomerge_lab.shipped` times every cell of the notebooks it runs live).
+(`python -m holomerge_lab.tour.shipped` times every cell of the notebooks it runs live).
 
 NAMES are notebook prefixes (`00 04`); none means every notebook but 08 (GPU only). `--keep DIR` also writes each
 executed notebook (with its outputs) into DIR. The JSON holds, per notebook, the wall time, whether it ran to the
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import nbformat
 
-from holomerge_lab import book, shipped
-from holomerge_lab.bench import machine
+from holomerge_lab.analysis.bench import machine
 from holomerge_lab.data import cache_dir
-from holomerge_lab.run_notebook import SLOW_COMMENT, cell_times, code_digest
+from holomerge_lab.tour import book, shipped
+from holomerge_lab.tour.run_notebook import SLOW_COMMENT, cell_times, code_digest
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 GPU_ONLY = ("08",)
@@ -52,7 +52,7 @@ def run_time_line(entry: dict, name: str) -> str:
     return (
         f"{RUN_TIME} About {duration(entry['seconds'])} from the shipped results, {reader}, and "
         f"{duration(live['seconds'])} live (every value recomputed: `results.live = True`), top to bottom on 2 CPU "
-        f"cores ({timed}; live, from an empty cache: `python -m holomerge_lab.shipped`)."
+        f"cores ({timed}; live, from an empty cache: `python -m holomerge_lab.tour.shipped`)."
     )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from holomerge_lab.bench import machine
+from holomerge_lab.analysis.bench import machine
 
 CELL_TIMEOUT = 60
 RUN_LIMIT_S = 180  # a run set directly takes seconds
@@ -47,7 +47,7 @@ def one_run(way: str, cells: int, folder: Path) -> dict:
     path = folder / f"{way.replace(' ', '-')}.ipynb"
     nbformat.write(notebook(way, cells), path)
     began = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--timeout", str(CELL_TIMEOUT)], start_new_session=True,
+    process = subprocess.Popen([sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--timeout", str(CELL_TIMEOUT)], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         _, err = process.communicate(timeout=RUN_LIMIT_S)

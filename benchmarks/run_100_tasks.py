@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from holomerge_lab.bench import long_run
+from holomerge_lab.analysis.bench import long_run
 
 SETTINGS = dict(train_per_task=200, test_per_task=100)
 

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from holomerge_lab import bench
+from holomerge_lab.analysis import bench
 
 PARTS = {
     "linear_step": lambda: {

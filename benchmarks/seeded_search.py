@@ -13,8 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from holomerge_lab.pipeline import RunConfig
-from holomerge_lab.sweep import sweep
+from holomerge_lab.analysis.sweep import sweep
+from holomerge_lab.experiment.pipeline import RunConfig
 
 
 def load(path: Path) -> list[dict]:

@@ -73,7 +73,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--preset",
         default="quick",
         help="quick | full | paper (default: quick); each preset's values and every setting's default and range: "
-        "holomerge_lab/config.py",
+        "holomerge_lab/experiment/config.py",
     )
     p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
     p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
@@ -194,7 +194,7 @@ def _typed(argv: Sequence[str]) -> dict:
 
 
 def _config(args: argparse.Namespace):
-    from .config import RunConfig
+    from .experiment.config import RunConfig
 
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
@@ -290,9 +290,9 @@ def _name(label: str, seed: int, several: bool) -> str:
 
 
 def _save(results, args: argparse.Namespace, command: str, several: bool) -> None:
-    from .checkpoints import atomic_write_text
-    from .evidence import to_json
-    from .viz import write_report
+    from .analysis.evidence import to_json
+    from .experiment.checkpoints import atomic_write_text
+    from .tour.viz import write_report
 
     runs = [r.to_json() for r in results]
     for run in runs:
@@ -357,12 +357,12 @@ def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
 def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.ExitStack) -> None:
     import dataclasses as dc
 
-    from .checkpoints import atomic_write_text
-    from .config import METHODS
+    from .analysis.evidence import effects, effects_table, summarize, summary_table
     from .data import cache_dir
-    from .evidence import effects, effects_table, summarize, summary_table
-    from .pipeline import DEFAULT_METHODS, compare_configs, prepare, run
-    from .viz import format_table, results_table
+    from .experiment.checkpoints import atomic_write_text
+    from .experiment.config import METHODS
+    from .experiment.pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+    from .tour.viz import format_table, results_table
 
     if args.resume is not None:
         args = _resumed(args, typed)
@@ -437,8 +437,8 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
 
 
 def _summarize(folder: Path, write: bool, command: str) -> None:
-    from .evidence import effects, effects_table, summarize, summary_table
-    from .viz import format_table
+    from .analysis.evidence import effects, effects_table, summarize, summary_table
+    from .tour.viz import format_table
 
     paths = sorted(p for p in folder.glob("*.json") if p.name != "summary.json") if folder.is_dir() else []
     runs = []
@@ -452,7 +452,7 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         raise UserError(
             f"no run JSON in {folder}: give a folder written by `holomerge-lab run/compare --out`"
         )
-    from .config import METHODS
+    from .experiment.config import METHODS
 
     rank = {m: i for i, m in enumerate(METHODS)}
     runs.sort(key=lambda r: (rank.get(r["method"], len(rank)), r["label"], r["seed"]))
@@ -467,9 +467,9 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         )
         print(format_table(effects_table(paired)))
     if write:
-        from .evidence import to_json
-        from .pipeline import RunResult
-        from .viz import write_report
+        from .analysis.evidence import to_json
+        from .experiment.pipeline import RunResult
+        from .tour.viz import write_report
 
         (folder / "summary.json").write_text(json.dumps({"command": command, **to_json(runs)}, indent=1))
         write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command)
@@ -477,9 +477,9 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
 
 
 def _list() -> None:
-    from .backbones import BACKBONES
-    from .config import METHODS, PRESETS
     from .data import STREAMS
+    from .experiment.config import METHODS, PRESETS
+    from .models.backbones import BACKBONES
 
     for title, names in (
         ("streams", STREAMS),
@@ -491,9 +491,9 @@ def _list() -> None:
 
 
 def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
-    from .checkpoints import atomic_write_text
-    from .sweep import grid, parse_order, parse_stages, sweep, sweep_summary, sweep_table
-    from .viz import format_table
+    from .analysis.sweep import grid, parse_order, parse_stages, sweep, sweep_summary, sweep_table
+    from .experiment.checkpoints import atomic_write_text
+    from .tour.viz import format_table
 
     configs = grid(
         _config(args), stages=[parse_stages(s) for s in args.stages], alphas=args.alphas or [None],
@@ -516,7 +516,7 @@ def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from .bench import bench, dumps
+    from .analysis.bench import bench, dumps
 
     results = bench(memory_tasks=args.memory_tasks, rounds=args.rounds)
     if args.json:

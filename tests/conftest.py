@@ -8,7 +8,7 @@ import colab_support  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from holomerge_lab.pipeline import RunConfig, prepare  # noqa: E402
+from holomerge_lab.experiment.pipeline import RunConfig, prepare  # noqa: E402
 
 
 def small_config(**overrides) -> RunConfig:

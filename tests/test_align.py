@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from holomerge_lab.align import align, feature_discrepancy
 from holomerge_lab.errors import UserError
-from holomerge_lab.linearize import forward_fn
+from holomerge_lab.method.align import align, feature_discrepancy
+from holomerge_lab.method.linearize import forward_fn
 
 
 def setup():

@@ -12,8 +12,8 @@ import torch
 from torch.func import functional_call, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from holomerge_lab import backbones as B
 from holomerge_lab.errors import UserError
+from holomerge_lab.models import backbones as B
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 from conftest import small_config
 from torch import nn
 
-from holomerge_lab import bench
-from holomerge_lab import fisher as fisher_module
-from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
+from holomerge_lab.analysis import bench
+from holomerge_lab.method import fisher as fisher_module
+from holomerge_lab.method.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 
 
 def conv_model(seed: int) -> nn.Module:

@@ -10,8 +10,8 @@ import plotly.io as pio
 import pytest
 from ipywidgets.embed import embed_data
 
-from holomerge_lab import book
-from holomerge_lab import book_outputs as static
+from holomerge_lab.tour import book
+from holomerge_lab.tour import book_outputs as static
 
 
 def new_plot_arguments(fragment: str) -> list:

@@ -23,7 +23,7 @@ def test_fast_book_opens_offline_with_its_figures(tmp_path):
     out = tmp_path / "book"
     began = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "holomerge_lab.book", "--fast", "--notebooks", "00", "--out", str(out)],
+        [sys.executable, "-m", "holomerge_lab.tour.book", "--fast", "--notebooks", "00", "--out", str(out)],
         check=True, timeout=BUILD_S, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     print(f"the fast-mode book of notebook 00 built in {time.perf_counter() - began:.0f} s")

@@ -5,9 +5,14 @@ import stat
 import pytest
 import torch
 
-from holomerge_lab import checkpoints
-from holomerge_lab.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from holomerge_lab.errors import UserError
+from holomerge_lab.experiment import checkpoints
+from holomerge_lab.experiment.checkpoints import (
+    checkpoint_path,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CONFIG = {"stream": "split-digits", "method": "holistic", "seed": 0, "alpha": 0.5}
 

@@ -208,8 +208,8 @@ def _cli(*args: str, **kwargs) -> subprocess.Popen:
 
 @pytest.mark.parametrize("where", ["a read-only folder", "inside a folder the user may not enter"])
 def test_out_without_write_permission_is_refused_for_a_user_who_lacks_it(where, capsys):
-    import holomerge_lab.pipeline
-    import holomerge_lab.viz  # noqa: F401  (imported while this process may still read everything)
+    import holomerge_lab.experiment.pipeline
+    import holomerge_lab.tour.viz  # noqa: F401  (imported while this process may still read everything)
 
     base = Path(tempfile.mkdtemp())
     try:
@@ -308,8 +308,8 @@ def test_the_checkpoint_check_accepts_every_checkpoint_format_and_refuses_other_
     import safetensors.torch
     import torch
 
-    from holomerge_lab.backbones import check_checkpoint_file
     from holomerge_lab.errors import UserError
+    from holomerge_lab.models.backbones import check_checkpoint_file
 
     state = {"visual.proj": torch.randn(4, 3)}
     torch.save(state, tmp_path / "zip.pt")

@@ -14,14 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from holomerge_lab import backbones as B
 from holomerge_lab import data as D
-from holomerge_lab.config import PRESETS, RunConfig
 from holomerge_lab.errors import UserError
-from holomerge_lab.heads import TEMPLATES, zero_shot_text_head
-from holomerge_lab.linearize import forward_fn
-from holomerge_lab.pipeline import prepare, run
-from holomerge_lab.training import training_views
+from holomerge_lab.experiment.config import PRESETS, RunConfig
+from holomerge_lab.experiment.pipeline import prepare, run
+from holomerge_lab.experiment.training import training_views
+from holomerge_lab.method.linearize import forward_fn
+from holomerge_lab.models import backbones as B
+from holomerge_lab.models.heads import TEMPLATES, zero_shot_text_head
 
 
 @pytest.fixture(autouse=True)
@@ -158,7 +158,7 @@ def test_linearized_forward_equals_plain_forward_at_theta0_and_gradients_flow(tr
 
 def test_pretrained_tag_offline_fails_fast_naming_the_fixes():
     code = (
-        "import holomerge_lab.backbones as B\n"
+        "import holomerge_lab.models.backbones as B\n"
         "try:\n    B.build_backbone('clip-vit-b-32')\n"
         "except B.UserError as e:\n    print('USERERROR', e)\n"
     )
@@ -259,7 +259,7 @@ def test_paper_preset_matches_the_authors_settings():
 
 def test_prompt_sets_are_the_authors_lists():
     """src/datasets/templates.py of VietHoang1512/CMM: counts, order and a few exact strings."""
-    from holomerge_lab.heads import templates_for
+    from holomerge_lab.models.heads import templates_for
 
     counts = {"cifar100": 18, "imagenet": 80, "office-31": 6, "office-home": 5, "imageclef": 5, "cars": 8}
     assert {k: len(TEMPLATES[k]) for k in counts} == counts

@@ -61,7 +61,7 @@ def test_colab_cell_installs_what_the_tour_needs(tmp_path):
     clone = next(p for p in content.iterdir() if (p / "notebooks" / TOUR.name).exists())
     notebook_env = {**env, "JUPYTER_PATH": str(tmp_path / "jupyter"), "HOLOMERGE_FAST": "1"}
     notebook = clone / "notebooks" / TOUR.name  # -P: the clone in this folder is not the package to import
-    out = run([sys.executable, "-P", "-m", "holomerge_lab.run_notebook", str(notebook), "--cwd", str(content),
+    out = run([sys.executable, "-P", "-m", "holomerge_lab.tour.run_notebook", str(notebook), "--cwd", str(content),
                "--kernel", "colab-fresh"], notebook_env, content, 900)  # fmt: skip
     notebook_s = float(out.split()[-1])
     # The animal silhouettes came from the pinned wheel on PyPI, checked by its sha256 (the real online path).

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from holomerge_lab.errors import UserError
-from holomerge_lab.finetune import batches, fine_tune, lr_factor
-from holomerge_lab.linearize import forward_fn
+from holomerge_lab.method.finetune import batches, fine_tune, lr_factor
+from holomerge_lab.method.linearize import forward_fn
 
 
 def test_a_diverging_fine_tune_is_reported_with_what_to_change():

@@ -7,11 +7,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from holomerge_lab import fisher as fisher_module
-from holomerge_lab import training
-from holomerge_lab.finetune import bias_corrected, fine_tune
-from holomerge_lab.fisher import KINDS, diagonal_fisher, exact_routes, functional_diagonal_fisher
-from holomerge_lab.linearize import forward_fn, linearized_forward
+from holomerge_lab.experiment import training
+from holomerge_lab.method import fisher as fisher_module
+from holomerge_lab.method.finetune import bias_corrected, fine_tune
+from holomerge_lab.method.fisher import KINDS, diagonal_fisher, exact_routes, functional_diagonal_fisher
+from holomerge_lab.method.linearize import forward_fn, linearized_forward
 
 
 def softmax_regression(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

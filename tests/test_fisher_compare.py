@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy import stats
 
-from holomerge_lab.finetune import fine_tune
-from holomerge_lab.fisher_compare import compare_importances, cosine, ranks, spearman, top_k_overlap
-from holomerge_lab.training import fine_tune_task, task_objective
+from holomerge_lab.analysis.fisher_compare import compare_importances, cosine, ranks, spearman, top_k_overlap
+from holomerge_lab.experiment.training import fine_tune_task, task_objective
+from holomerge_lab.method.finetune import fine_tune
 
 
 def test_spearman_with_ties_matches_scipy():
@@ -63,9 +63,9 @@ def test_task_objective_reproduces_fine_tune_task(small_prepared, tangent):
 
 
 def test_task_importances_are_the_fisher_and_v_of_the_fine_tuned_model(small_prepared):
-    from holomerge_lab.finetune import bias_corrected
-    from holomerge_lab.fisher import functional_diagonal_fisher
-    from holomerge_lab.fisher_compare import task_importances
+    from holomerge_lab.analysis.fisher_compare import task_importances
+    from holomerge_lab.method.finetune import bias_corrected
+    from holomerge_lab.method.fisher import functional_diagonal_fisher
 
     prep = small_prepared
     model, found = task_importances(prep, 0, tangent=False, kinds=("true", "empirical"), examples=8)
@@ -85,9 +85,9 @@ def test_setting_measurements_merge_the_two_task_models(small_prepared):
     """The merge accuracies are the two tangent task models merged by hand: raw v as weights, and the plain mean."""
     import dataclasses
 
-    from holomerge_lab.evaluation import evaluate
-    from holomerge_lab.fisher_compare import setting_measurements, task_importances
-    from holomerge_lab.linearize import forward_fn
+    from holomerge_lab.analysis.fisher_compare import setting_measurements, task_importances
+    from holomerge_lab.experiment.evaluation import evaluate
+    from holomerge_lab.method.linearize import forward_fn
 
     prep = small_prepared
     config = dataclasses.replace(prep.config, beta2=0.99)

@@ -15,10 +15,10 @@ from timm.layers import StdConv2d
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from holomerge_lab import bench
-from holomerge_lab.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
-from holomerge_lab.heads import TaskLogits
-from holomerge_lab.training import task_objective
+from holomerge_lab.analysis import bench
+from holomerge_lab.experiment.training import task_objective
+from holomerge_lab.method.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
+from holomerge_lab.models.heads import TaskLogits
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from backpack_peer import backpack_fisher, plain_top  # noqa: E402

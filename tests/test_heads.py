@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from holomerge_lab.errors import UserError
-from holomerge_lab.heads import head_logits, prototype_head
+from holomerge_lab.models.heads import head_logits, prototype_head
 
 
 def _unit(v):

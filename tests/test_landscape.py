@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from conftest import small_config
 
-from holomerge_lab import landscape, shipped
-from holomerge_lab.evaluation import evaluate
-from holomerge_lab.linearize import forward_fn
-from holomerge_lab.training import fine_tune_task
+from holomerge_lab.analysis import landscape
+from holomerge_lab.experiment.evaluation import evaluate
+from holomerge_lab.experiment.training import fine_tune_task
+from holomerge_lab.method.linearize import forward_fn
+from holomerge_lab.tour import shipped
 
 
 def test_barrier_height_by_hand():
@@ -75,7 +76,7 @@ def test_pair_path_ends_are_the_two_models(small_prepared):
         assert path["accuracy"][end] == pytest.approx(joint)
         assert [path["accuracy task 1"][end], path["accuracy task 2"][end]] == pytest.approx(per_task)
     # the loss, computed here from the embeddings and the two tasks' head by hand
-    from holomerge_lab.heads import head_logits
+    from holomerge_lab.models.heads import head_logits
 
     features = torch.cat(prep.test_features[:2])
     classes = [*prep.stream.tasks[0].classes, *prep.stream.tasks[1].classes]
@@ -92,7 +93,7 @@ def test_task_predictor_uses_each_tasks_own_head(small_prepared):
     prep = small_prepared
     forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
     predict = landscape.task_predictor(prep, forward, [2])
-    from holomerge_lab.heads import head_logits
+    from holomerge_lab.models.heads import head_logits
 
     with torch.no_grad():
         logits = head_logits(
@@ -183,7 +184,7 @@ def test_compare_over_seeds_pairs_the_seeds():
         for s, base, gap in ((0, 0.5, -0.2), (1, 0.2, -0.25), (2, 0.9, -0.22))
     }
     (row,) = landscape.compare_over_seeds(numbers)
-    from holomerge_lab import stats
+    from holomerge_lab.analysis import stats
 
     diffs = stats.interval([(0.5 - 0.2) - 0.5, (0.2 - 0.25) - 0.2, (0.9 - 0.22) - 0.9])
     assert row["tangent − standard"] == stats.format_interval(diffs, signed=True)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from holomerge_lab.linearize import LinearizedModel, forward_fn, linearized_forward
+from holomerge_lab.method.linearize import LinearizedModel, forward_fn, linearized_forward
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from fusion_bench_peer import linearized_wrapper  # noqa: E402

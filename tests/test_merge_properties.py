@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from holomerge_lab.merging import fisher_weighted_merge
+from holomerge_lab.method.merging import fisher_weighted_merge
 
 SHAPE = (7,)
 values = arrays("float64", SHAPE, elements=st.floats(-1e3, 1e3, allow_nan=False))

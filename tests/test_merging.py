@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from holomerge_lab.errors import UserError
-from holomerge_lab.merging import (
+from holomerge_lab.method.merging import (
     MERGE_RULES,
     MergeSettings,
     TaskModel,

@@ -9,10 +9,11 @@ import torch
 from conftest import small_config
 from torch import nn
 
-from holomerge_lab import metrics
-from holomerge_lab.finetune import ewc_penalty
-from holomerge_lab.fisher import diagonal_fisher
-from holomerge_lab.merging import (
+from holomerge_lab.experiment import metrics
+from holomerge_lab.experiment.pipeline import run
+from holomerge_lab.method.finetune import ewc_penalty
+from holomerge_lab.method.fisher import diagonal_fisher
+from holomerge_lab.method.merging import (
     MERGE_RULES,
     MergeSettings,
     TaskModel,
@@ -20,8 +21,7 @@ from holomerge_lab.merging import (
     opcm_project,
     ties_merge,
 )
-from holomerge_lab.pipeline import run
-from holomerge_lab.viz import results_table
+from holomerge_lab.tour.viz import results_table
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 from fusion_bench_peer import fusion_bench_module  # noqa: E402
@@ -209,7 +209,7 @@ def test_bytes_carried_constant_for_theta1_rules_linear_for_ties_store_all(metho
 def test_opcm_projects_linear_weights_only_and_q_k_v_apart():
     """FusionBench's opcm projects nn.Linear weights (q, k, v are separate there); embeddings and 1-D tensors are
     merged as plain scaled task vectors."""
-    from holomerge_lab.merging import opcm_blocks
+    from holomerge_lab.method.merging import opcm_blocks
 
     g = torch.Generator().manual_seed(2)
     names = {

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import small_config
 
-from holomerge_lab.metrics import (
+from holomerge_lab.experiment.metrics import (
     backward_transfer,
     final_accuracy,
     forgetting,
@@ -16,8 +16,8 @@ from holomerge_lab.metrics import (
     pooled_accuracy,
     state_bytes,
 )
-from holomerge_lab.pipeline import run
-from holomerge_lab.viz import METRIC_DEFINITIONS, results_table
+from holomerge_lab.experiment.pipeline import run
+from holomerge_lab.tour.viz import METRIC_DEFINITIONS, results_table
 
 NAN = float("nan")
 R = np.array(

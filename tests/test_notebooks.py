@@ -32,7 +32,7 @@ def execute_fast(path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HOLOMERGE_FAST": "1", "HF_HUB_OFFLINE": "1"}
     for attempt in range(1, ATTEMPTS + 1):
         process = subprocess.Popen(
-            [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", str(tmp_path)],
+            [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--cwd", str(tmp_path)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )  # fmt: skip
         try:
@@ -88,7 +88,7 @@ def resolve_parameters(path: Path, overrides: str = "") -> dict:
 
 def run_configs(namespace: dict) -> list:
     """Every RunConfig a parameters cell defines, alone or inside a list, tuple or dict."""
-    from holomerge_lab.pipeline import RunConfig
+    from holomerge_lab.experiment.pipeline import RunConfig
 
     values = list(namespace.values())
     values += [v for c in list(values) if isinstance(c, (list, tuple)) for v in c]
@@ -100,7 +100,7 @@ def run_configs(namespace: dict) -> list:
 def test_normal_mode_settings_fit_the_streams(path, monkeypatch):
     """A reader runs the notebooks with fast mode off, which the execution test never does: every config of the
     parameters cell must resolve, and its stream must hold the sizes it asks for (built here, nothing trained)."""
-    from holomerge_lab import pipeline
+    from holomerge_lab.experiment import pipeline
 
     monkeypatch.delenv("HOLOMERGE_FAST", raising=False)
     monkeypatch.setattr(pipeline, "prepare", lambda *a, **k: pytest.fail("the parameters cell must not prepare"))

@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from holomerge_lab.linearize import forward_fn
-from holomerge_lab.ntk import (
+from holomerge_lab.analysis.ntk import (
     empirical_ntk,
     empirical_ntk_blocks,
     linearity_along_run,
     linearity_gap,
     step_seconds,
 )
+from holomerge_lab.method.linearize import forward_fn
 
 
 class Square(nn.Module):
@@ -86,7 +86,7 @@ def test_step_seconds_is_a_positive_time():
 def test_linearity_along_run_starts_at_theta0_and_matches_single_runs(small_prepared):
     import dataclasses
 
-    from holomerge_lab.training import fine_tune_task
+    from holomerge_lab.experiment.training import fine_tune_task
 
     prep = small_prepared
     rows = linearity_along_run(prep, 0, [2, 4])
@@ -129,9 +129,9 @@ def test_ntk_blocks_predict_one_sgd_step_of_a_linear_model():
 def test_shift_measurements_of_both_fine_tunings(small_prepared):
     """Each way's numbers are those of its own fine-tuned model: the distance moved, and the accuracy of the model
     it trained (f_lin for tangent), counted by hand from the head's argmax."""
-    from holomerge_lab.heads import head_logits
-    from holomerge_lab.ntk import shift_measurements
-    from holomerge_lab.training import fine_tune_task
+    from holomerge_lab.analysis.ntk import shift_measurements
+    from holomerge_lab.experiment.training import fine_tune_task
+    from holomerge_lab.models.heads import head_logits
 
     prep = small_prepared
     got = shift_measurements(prep, 1)

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import small_config
 
-from holomerge_lab.config import METHODS, PRESETS, RunConfig
 from holomerge_lab.errors import UserError
-from holomerge_lab.evaluation import evaluate
-from holomerge_lab.linearize import forward_fn
-from holomerge_lab.merging import MergeSettings
-from holomerge_lab.pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+from holomerge_lab.experiment.config import METHODS, PRESETS, RunConfig
+from holomerge_lab.experiment.evaluation import evaluate
+from holomerge_lab.experiment.pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+from holomerge_lab.method.linearize import forward_fn
+from holomerge_lab.method.merging import MergeSettings
 
 KEYS = {"method", "stream", "backbone", "stages", "seed", "acc_matrix", "acc", "acc_task_mean", "acc_pooled", "bwt",
         "forgetting", "forgetting_since_learned", "state_bytes", "seconds"}  # fmt: skip

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from holomerge_lab.pipeline import run
-from holomerge_lab.probes import AlphaCurve, alignment_trace, step_embedding
-from holomerge_lab.viz import (
+from holomerge_lab.analysis.probes import AlphaCurve, alignment_trace, step_embedding
+from holomerge_lab.experiment.pipeline import run
+from holomerge_lab.tour.viz import (
     accuracy_matrices_figure,
     alpha_curve_figure,
     discrepancy_figure,
@@ -56,7 +56,7 @@ def test_html_table_escapes_and_keeps_its_class():
 
 def test_stream_images_are_the_tasks_first_images_row_by_row():
     from holomerge_lab.data import build_stream
-    from holomerge_lab.viz import stream_images, stream_images_figure
+    from holomerge_lab.tour.viz import stream_images, stream_images_figure
 
     stream = build_stream("split-digits", train_per_task=4, test_per_task=2)
     mosaic, names = stream_images(stream, per_task=3)

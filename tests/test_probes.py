@@ -7,9 +7,7 @@ import pytest
 import torch.nn.functional as F
 from conftest import small_config
 
-from holomerge_lab.errors import UserError
-from holomerge_lab.pipeline import run
-from holomerge_lab.probes import (
+from holomerge_lab.analysis.probes import (
     AlignmentStep,
     _old_indices,
     alignment_trace,
@@ -18,7 +16,9 @@ from holomerge_lab.probes import (
     feature_drift,
     step_embedding,
 )
-from holomerge_lab.tsne import joint_tsne
+from holomerge_lab.analysis.tsne import joint_tsne
+from holomerge_lab.errors import UserError
+from holomerge_lab.experiment.pipeline import run
 
 
 def test_alpha_curve_endpoints_agree_and_the_middle_is_the_runs_merge():
@@ -93,7 +93,7 @@ def test_discrepancy_trend_is_the_least_squares_slope():
 
 
 def test_ema_shares_closed_forms():
-    from holomerge_lab.probes import ema_shares
+    from holomerge_lab.analysis.probes import ema_shares
 
     fixed = ema_shares([0.4] * 6)
     assert fixed[1:] == pytest.approx([0.4 * 0.6 ** (5 - j) for j in range(1, 6)])
@@ -103,9 +103,9 @@ def test_ema_shares_closed_forms():
 
 def test_feature_drift_is_measured_against_each_tasks_own_reference(small_prepared):
     """drift[t][j] by hand: replay the run, keep the served models, compare their features on task j."""
-    from holomerge_lab.align import feature_discrepancy
-    from holomerge_lab.evaluation import features
-    from holomerge_lab.pipeline import run
+    from holomerge_lab.experiment.evaluation import features
+    from holomerge_lab.experiment.pipeline import run
+    from holomerge_lab.method.align import feature_discrepancy
 
     prep = small_prepared
     trace = feature_drift(prep.config, prep, loss="cosine")

@@ -17,15 +17,16 @@ import pytest
 import torch
 from pool_support import beside, one_thread
 
-from holomerge_lab import probes, shipped, widgets
-from holomerge_lab.config import RunConfig
+from holomerge_lab.analysis import probes
 from holomerge_lab.errors import UserError
-from holomerge_lab.pipeline import RunResult
-from holomerge_lab.run_notebook import code_digest
+from holomerge_lab.experiment.config import RunConfig
+from holomerge_lab.experiment.pipeline import RunResult
+from holomerge_lab.tour import shipped, widgets
+from holomerge_lab.tour.run_notebook import code_digest
 
 NOTEBOOKS = sorted(shipped.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 TOUR = [p for p in NOTEBOOKS if p.name[:2] != "08"]
-REMAKE = "remake it: `make results` (python -m holomerge_lab.shipped --out holomerge_lab/results)"
+REMAKE = "remake it: `make results` (python -m holomerge_lab.tour.shipped --out holomerge_lab/results)"
 
 
 def a_run(seed: int = 0) -> RunResult:
@@ -160,14 +161,14 @@ def runs(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
     folder = tmp_path_factory.mktemp("reduced-bundle")
 
     def remake(path: Path) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "holomerge_lab.shipped", path.name[:2], "--fast", "--out", str(folder),
+        command = [sys.executable, "-m", "holomerge_lab.tour.shipped", path.name[:2], "--fast", "--out", str(folder),
                    "--timeout", "90"]  # fmt: skip
         return subprocess.run(command, env=one_thread(), capture_output=True, text=True)
 
     def open_from_bundle(path: Path) -> subprocess.CompletedProcess:
         env = {**one_thread(), "HOLOMERGE_RESULTS": str(shipped.BUNDLE), "HOLOMERGE_SHIPPED_ONLY": "1",
                "HF_HUB_OFFLINE": "1"}  # fmt: skip
-        command = [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd",
+        command = [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--cwd",
                    str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
 
@@ -187,7 +188,7 @@ def test_the_command_runs_each_notebook_live_and_records_it(path, runs, request)
     assert done.returncode == 0, f"{path.name}:\n{done.stderr[-4000:]}"
     data = json.loads((folder / f"{path.stem}.json").read_text())
     made = data["made_by"]
-    assert made["fast"] and made["command"].startswith("python -m holomerge_lab.shipped")
+    assert made["fast"] and made["command"].startswith("python -m holomerge_lab.tour.shipped")
     assert made["packages"]["torch"] == metadata.version("torch")
     assert made["code_sha256"] == code_digest(nbformat.read(path, 4))
     assert made["cells"] and made["seconds"] > 0

@@ -2,7 +2,9 @@
 
 import inspect
 
-from holomerge_lab import landscape, merging, source
+from holomerge_lab.analysis import landscape
+from holomerge_lab.method import merging
+from holomerge_lab.tour import source
 
 
 def test_show_is_the_function_source_with_its_place():
@@ -10,7 +12,7 @@ def test_show_is_the_function_source_with_its_place():
     header, body = text.split("\n", 1)
     lines, first = inspect.getsourcelines(merging.merge_v_weighted)
     assert body == "".join(lines).rstrip()
-    assert header == f"# holomerge_lab.merging.merge_v_weighted  (merging.py, line {first})"
+    assert header == f"# holomerge_lab.method.merging.merge_v_weighted  (merging.py, line {first})"
 
 
 def test_show_without_docstring_keeps_the_code():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from holomerge_lab import evidence, stats
+from holomerge_lab.analysis import evidence, stats
 
 ACC = [0.7534, 0.7520, 0.7561, 0.7498, 0.7575]
 

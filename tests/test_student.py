@@ -4,7 +4,7 @@ import nbformat
 import pytest
 from test_notebooks import GPU_ONLY, NOTEBOOKS, execute_fast
 
-from holomerge_lab import book, student
+from holomerge_lab.tour import book, student
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import json
 import pytest
 from conftest import small_config
 
+from holomerge_lab.analysis.sweep import grid, parse_order, parse_stages, sweep, sweep_table
 from holomerge_lab.cli import main
 from holomerge_lab.errors import UserError
-from holomerge_lab.pipeline import run
-from holomerge_lab.sweep import grid, parse_order, parse_stages, sweep, sweep_table
+from holomerge_lab.experiment.pipeline import run
 
 STAGES = [parse_stages("pre,during,post"), parse_stages("during,post")]
 

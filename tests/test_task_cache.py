@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from conftest import small_config
 
-from holomerge_lab.pipeline import compare, run
-from holomerge_lab.task_cache import task_key
+from holomerge_lab.experiment.pipeline import compare, run
+from holomerge_lab.experiment.task_cache import task_key
 
 
 def entries(folder) -> int:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.manifold import TSNE, trustworthiness
 
+from holomerge_lab.analysis.tsne import clamped_perplexity, joint_tsne
 from holomerge_lab.errors import UserError
-from holomerge_lab.tsne import clamped_perplexity, joint_tsne
 
 
 def _clusters(seed: int = 0):

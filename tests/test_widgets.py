@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 from conftest import small_config
 
-from holomerge_lab.pipeline import METHODS, RunConfig, run
-from holomerge_lab.widgets import CONTROLS, Panel, control, stage_combinations
+from holomerge_lab.experiment.pipeline import METHODS, RunConfig, run
+from holomerge_lab.tour.widgets import CONTROLS, Panel, control, stage_combinations
 
 
 def test_every_control_sets_its_own_config_field():
@@ -113,7 +113,7 @@ def test_show_in_sets_the_figures_and_text_on_the_output_itself():
     import plotly.graph_objects as go
     import plotly.io as pio
 
-    from holomerge_lab.widgets import show_in
+    from holomerge_lab.tour.widgets import show_in
 
     pio.renderers.default = "plotly_mimetype"
     figure = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))

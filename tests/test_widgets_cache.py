@@ -3,7 +3,7 @@
 import numpy as np
 from conftest import small_config
 
-from holomerge_lab.widgets import Panel, fine_tune_steps, stage_combinations
+from holomerge_lab.tour.widgets import Panel, fine_tune_steps, stage_combinations
 
 
 def test_a_rerun_reuses_cached_tasks_and_the_estimate_counts_steps(tmp_path, monkeypatch):

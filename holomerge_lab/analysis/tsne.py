@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.manifold import TSNE
 from torch import Tensor
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def clamped_perplexity(perplexity: float, n_samples: int) -> float:

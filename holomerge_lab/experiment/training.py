@@ -15,14 +15,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .align import align
+from ..method.align import align
+from ..method.finetune import fine_tune
+from ..method.fisher import diagonal_fisher
+from ..method.linearize import forward_fn
+from ..method.merging import Params, TaskModel
+from ..models.heads import head_logits
 from .config import RunConfig
 from .evaluation import Prepared, features, head_for, head_rows, seen_head
-from .finetune import fine_tune
-from .fisher import diagonal_fisher
-from .heads import head_logits
-from .linearize import forward_fn
-from .merging import Params, TaskModel
 
 
 def train_task(

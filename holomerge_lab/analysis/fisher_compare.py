@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from .config import RunConfig
-from .evaluation import Prepared, evaluate
-from .finetune import bias_corrected
-from .fisher import KINDS
-from .linearize import forward_fn
-from .merging import TaskModel, fisher_weighted_merge, interpolate
-from .training import fine_tune_task, task_fisher, task_objective
+from ..experiment.config import RunConfig
+from ..experiment.evaluation import Prepared, evaluate
+from ..experiment.training import fine_tune_task, task_fisher, task_objective
+from ..method.finetune import bias_corrected
+from ..method.fisher import KINDS
+from ..method.linearize import forward_fn
+from ..method.merging import TaskModel, fisher_weighted_merge, interpolate
 
 
 def ranks(values: Tensor) -> Tensor:

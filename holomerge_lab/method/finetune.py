@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UserError
+from ..errors import UserError
 
 Forward = Callable[..., Tensor]  # (params, inputs) -> embeddings, see linearize.forward_fn
 

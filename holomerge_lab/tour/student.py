@@ -1,6 +1,6 @@
 """Student copies of the tour: each notebook with its worked solutions taken out and everything else as committed.
 
-    python -m holomerge_lab.student [--out build/students] [--notebooks 00 01 ...]
+    python -m holomerge_lab.tour.student [--out build/students] [--notebooks 00 01 ...]
 
 Each notebook's worked solutions sit in one `<details>` block, opened by SOLUTIONS, at the end of its exercises
 cell. A student copy drops that block (and a cell it would leave empty); the exercises, the "predict, then check"
@@ -21,7 +21,7 @@ import nbformat
 
 from .output_folder import replace_folder
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]  # the repository
 NOTEBOOKS = ROOT / "notebooks"
 SOLUTIONS = "<details><summary>Worked solutions (open after trying)</summary>"
 CLOSE = "</details>"
@@ -74,7 +74,7 @@ def write_students(
     chosen = [p for p in paths if not names or p.name[:2] in names]
     if not chosen:
         raise SystemExit(f"no notebook matches {list(names)}; choose among {[p.name[:2] for p in paths]}")
-    replace_folder(out, MARKER, "student-copies", "python -m holomerge_lab.student")
+    replace_folder(out, MARKER, "student-copies", "python -m holomerge_lab.tour.student")
     written = []
     for path in chosen:
         student = student_copy(nbformat.read(path, as_version=4))
@@ -86,7 +86,7 @@ def write_students(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m holomerge_lab.student", description=__doc__.splitlines()[0]
+        prog="python -m holomerge_lab.tour.student", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "students", help="the copies' folder")
     parser.add_argument(

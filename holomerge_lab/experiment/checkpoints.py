@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .errors import UserError
+from .. import __version__
+from ..errors import UserError
 
 FORMAT = 1
 KEEP = 2  # the newest checkpoints kept on disk

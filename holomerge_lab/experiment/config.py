@@ -13,12 +13,12 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .align import LOSSES as ALIGNMENT_LOSSES
-from .backbones import PRECISIONS, check_checkpoint_file, tower_sees_pixels
-from .data import STREAMS
-from .errors import UserError, check_choice
-from .fisher import KINDS
-from .merging import MergeSettings
+from ..data import STREAMS
+from ..errors import UserError, check_choice
+from ..method.align import LOSSES as ALIGNMENT_LOSSES
+from ..method.fisher import KINDS
+from ..method.merging import MergeSettings
+from ..models.backbones import PRECISIONS, check_checkpoint_file, tower_sees_pixels
 
 # Method name -> (merge rule, where fine-tuning of task t starts: the merged model θ̄(t−1), θ0, or the previous
 # task's fine-tuned model θ(t−1)). "holistic" picks its rule from the stages.

@@ -17,11 +17,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from . import evidence
-from .checkpoints import atomic_write_text
-from .data import TaskStream
-from .pipeline import RunResult
-from .probes import AlignmentStep, AlphaCurve
+from ..analysis import evidence
+from ..analysis.probes import AlignmentStep, AlphaCurve
+from ..data import TaskStream
+from ..experiment.checkpoints import atomic_write_text
+from ..experiment.pipeline import RunResult
 
 
 def setup_renderer() -> str:

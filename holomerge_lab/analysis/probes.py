@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .align import LOSSES, feature_discrepancy
-from .config import RunConfig
-from .errors import UserError
-from .evaluation import Prepared, evaluate, features
-from .merging import merge_interpolate, merge_v_weighted
-from .pipeline import Merge, prepare, run
+from ..errors import UserError
+from ..experiment.config import RunConfig
+from ..experiment.evaluation import Prepared, evaluate, features
+from ..experiment.pipeline import Merge, prepare, run
+from ..method.align import LOSSES, feature_discrepancy
+from ..method.merging import merge_interpolate, merge_v_weighted
 from .tsne import joint_tsne
 
 CURVE_RULES = {"v-weighted": merge_v_weighted, "interpolate": merge_interpolate}

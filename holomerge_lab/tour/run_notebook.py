@@ -1,7 +1,7 @@
 """Run one notebook headless with nbclient: the child process the tests and benchmarks start, each under a
 wall-clock limit of its own (nbclient's per-cell timeout alone does not bound a stalled run).
 
-    python -m holomerge_lab.run_notebook NOTEBOOK [--cwd DIR] [--timeout S] [--kernel NAME] [--keep PATH]
+    python -m holomerge_lab.tour.run_notebook NOTEBOOK [--cwd DIR] [--timeout S] [--kernel NAME] [--keep PATH]
 
 Prints the seconds the run took; a failing cell exits non-zero with nbclient's error. `--keep` writes the executed
 notebook (its outputs and nbclient's per-cell timestamps: `cell_times`).
@@ -50,7 +50,7 @@ def cell_times(notebook) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.run_notebook")
+    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.tour.run_notebook")
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--cwd", type=Path, help="the kernel's working folder (default: the notebook's)")
     parser.add_argument("--timeout", type=int, default=90, help="seconds a cell may take")

@@ -1,6 +1,6 @@
 """`make book`: the tour's notebooks, executed and rendered with their outputs, as a static site that opens offline.
 
-    python -m holomerge_lab.book [--out build/book] [--fast | --from DIR] [--notebooks 00 01 ...]
+    python -m holomerge_lab.tour.book [--out build/book] [--fast | --from DIR] [--notebooks 00 01 ...]
 
 Each notebook is executed (normal mode by default; `--fast` sets HOLOMERGE_FAST=1 and labels every page a
 fast-mode preview) or taken already executed from `--from DIR` (e.g. `benchmarks/notebook_times.py --keep DIR`),
@@ -34,7 +34,7 @@ from .book_outputs import make_static
 from .output_folder import replace_folder
 from .student import student_copy
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]  # the repository
 NOTEBOOKS = ROOT / "notebooks"
 TIMES = ROOT / "benchmarks" / "notebook_times.json"
 TEACHING = ROOT / "TEACHING.md"  # the teacher's page, rendered into the book as teaching.html
@@ -269,7 +269,7 @@ notebook without its worked solutions.</p>
 <p><small>Reading times count the prose and code at {WORDS_PER_MINUTE} words a minute. Run times are from
 <code>benchmarks/notebook_times.json</code> (<code>python benchmarks/notebook_times.py</code>, each notebook top to
 bottom in a fresh kernel, its heavy figures from the shipped results; live: every value recomputed, timed by
-<code>python -m holomerge_lab.shipped</code>). Built {datetime.now().isoformat(timespec="minutes")} by
+<code>python -m holomerge_lab.tour.shipped</code>). Built {datetime.now().isoformat(timespec="minutes")} by
 <code>{html.escape(command)}</code>.</small></p>
 </main></body></html>
 """
@@ -277,12 +277,12 @@ bottom in a fresh kernel, its heavy figures from the shipped results; live: ever
 
 def clear_output_folder(out: Path) -> None:
     """Make `out` an empty book folder; refuse a folder with anything in it that this module did not write."""
-    replace_folder(out, MARKER, "book", "python -m holomerge_lab.book")
+    replace_folder(out, MARKER, "book", "python -m holomerge_lab.tour.book")
 
 
 def build(
     out: Path, names: Sequence[str] = (), mode: str = "normal", source: Path | None = None,
-    times: Path = TIMES, notebooks: Path = NOTEBOOKS, command: str = "python -m holomerge_lab.book",
+    times: Path = TIMES, notebooks: Path = NOTEBOOKS, command: str = "python -m holomerge_lab.tour.book",
     teaching: Path = TEACHING,
 ) -> list[Page]:  # fmt: skip
     """Write the book into `out` (and nowhere else) and return its pages."""
@@ -316,7 +316,7 @@ def build(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.book", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.tour.book", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "book", help="the book's folder")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--fast", action="store_true", help="execute in fast mode (a labelled preview)")
@@ -329,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--times", type=Path, default=TIMES, help="run times measured by notebook_times.py")
     args = parser.parse_args(argv)
     began = time.perf_counter()
-    command = " ".join(["python -m holomerge_lab.book", *(sys.argv[1:] if argv is None else argv)])
+    command = " ".join(["python -m holomerge_lab.tour.book", *(sys.argv[1:] if argv is None else argv)])
     mode = "fast" if args.fast else "normal"
     pages = build(args.out, args.notebooks, mode, args.source, times=args.times, command=command)
     failed = [p.stem for p in pages if p.failed]

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .backbones import Backbone
+from ..data import TaskStream
+from ..method.merging import Params
+from ..models.backbones import Backbone
+from ..models.heads import head_logits
 from .config import RunConfig
-from .data import TaskStream
-from .heads import head_logits
-from .merging import Params
 
 # Evaluation batch: the presets' fine-tuning batch, so that evaluating the joint test set of a long stream never
 # needs more working memory than a training step does (a tangent forward over 1024 examples holds ~360 MiB more

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .errors import UserError
+from ..errors import UserError
 from .finetune import bias_corrected
 
 Params = dict[str, Tensor]

@@ -29,12 +29,12 @@ from torch import Tensor, nn
 from torch.func import functional_call, jvp
 from tqdm.auto import tqdm
 
+from ..experiment.config import RunConfig
+from ..experiment.evaluation import Prepared, test_logits
+from ..experiment.training import fine_tune_task
+from ..method.linearize import forward_fn
+from ..method.merging import Params, interpolate
 from . import stats
-from .config import RunConfig
-from .evaluation import Prepared, test_logits
-from .linearize import forward_fn
-from .merging import Params, interpolate
-from .training import fine_tune_task
 
 
 def barrier_height(

@@ -21,12 +21,12 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
+from ..data import cache_dir
+from ..errors import UserError
+from ..experiment.config import RunConfig
+from ..experiment.evaluation import Prepared
+from ..experiment.pipeline import prepare, run
 from . import evidence
-from .config import RunConfig
-from .data import cache_dir
-from .errors import UserError
-from .evaluation import Prepared
-from .pipeline import prepare, run
 
 STAGES = ("pre", "during", "post")
 

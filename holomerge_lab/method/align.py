@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UserError, check_choice
+from ..errors import UserError, check_choice
 from .finetune import batches
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {

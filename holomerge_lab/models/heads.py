@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def _centered_unit(embeddings: Tensor, center: Tensor | None) -> Tensor:

@@ -20,14 +20,14 @@ import plotly.graph_objects as go
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 
-from . import evidence
-from .align import LOSSES
-from .backbones import EFFNET_BLOCKS
-from .config import METHODS, RunConfig
-from .data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
-from .errors import UserError
-from .evaluation import Prepared
-from .pipeline import RunResult, prepare, run
+from ..analysis import evidence
+from ..data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
+from ..errors import UserError
+from ..experiment.config import METHODS, RunConfig
+from ..experiment.evaluation import Prepared
+from ..experiment.pipeline import RunResult, prepare, run
+from ..method.align import LOSSES
+from ..models.backbones import EFFNET_BLOCKS
 from .viz import comparison_figure, html_table
 
 _SLIDER = dict(continuous_update=False, style={"description_width": "initial"})

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import cache_dir
-from .errors import UserError, check_choice
+from ..data import cache_dir
+from ..errors import UserError, check_choice
 
 # efficientnet-lite-pytorch scripts its activation with torch.jit (on first use under jvp), which torch now
 # deprecates; the warning is about that package's code, not the user's, and would otherwise open every run.

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import backbones
-from .config import METHODS, RunConfig
-from .errors import UserError
-from .evaluation import Prepared
-from .fisher import diagonal_fisher
-from .heads import TaskLogits
-from .pipeline import prepare, run
-from .training import fine_tune_task, task_objective
+from ..errors import UserError
+from ..experiment.config import METHODS, RunConfig
+from ..experiment.evaluation import Prepared
+from ..experiment.pipeline import prepare, run
+from ..experiment.training import fine_tune_task, task_objective
+from ..method.fisher import diagonal_fisher
+from ..models import backbones
+from ..models.heads import TaskLogits
 
 # The methods whose carried state is Θ(1) in the number of tasks: all but TIES store-all, which keeps every task
 # vector.
@@ -296,7 +296,7 @@ def dumps(results: dict) -> str:
     return json.dumps(results, indent=1, default=str)
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks"  # the repository's recorded results
+SHIPPED = Path(__file__).resolve().parents[2] / "benchmarks"  # the repository's recorded results
 
 
 def shipped(name: str) -> dict:

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..method.merging import TaskModel
 from .checkpoints import atomic_save, versions
-from .merging import TaskModel
 
 
 def _update(digest: hashlib._Hash, value: Any) -> None:

@@ -16,7 +16,7 @@ makes a missing value an error (the tests that open every notebook from a bundle
 The bundle is made by one command, which runs every notebook live (normal mode) and records its command line,
 package versions, machine and per-cell times beside the values:
 
-    python -m holomerge_lab.shipped --out holomerge_lab/results [--fast] [NAMES ...]
+    python -m holomerge_lab.tour.shipped --out holomerge_lab/results [--fast] [NAMES ...]
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoints import atomic_write_text
-from .errors import UserError
+from ..errors import UserError
+from ..experiment.checkpoints import atomic_write_text
 
-BUNDLE = Path(__file__).parent / "results"  # the shipped bundle: package data, so pip and Colab get it too
+BUNDLE = Path(__file__).parent.parent / "results"  # the shipped bundle: package data, so pip and Colab get it too
 FORMAT = 1  # bumped when a file's layout changes; a file of another format is refused, not misread
-NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "open_clip_torch", "plotly", "ipywidgets", "holomerge_lab")
 
 
@@ -56,7 +56,7 @@ PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "open_clip_torch", 
 def encode(value: Any) -> Any:
     """A JSON-able form of a result: arrays, tensors, tuples, dicts with non-string keys, runs and the package's
     dataclasses keep their type (decode gives them back)."""
-    from .pipeline import RunResult
+    from ..experiment.pipeline import RunResult
 
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         value = value.item()
@@ -90,7 +90,7 @@ def encode(value: Any) -> Any:
 
 def decode(value: Any) -> Any:
     """The inverse of `encode`."""
-    from .pipeline import RunResult
+    from ..experiment.pipeline import RunResult
 
     if isinstance(value, list):
         return [decode(v) for v in value]
@@ -130,7 +130,7 @@ def read_file(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}): remake it with `python -m holomerge_lab.shipped`") from e
+        raise UserError(f"{path} is not valid JSON ({e}): remake it with `python -m holomerge_lab.tour.shipped`") from e
     if data.get("format") != FORMAT:
         raise UserError(f"{path} has format {data.get('format')!r}, this version reads {FORMAT}: remake it")
     return data
@@ -236,7 +236,7 @@ def record_notebook(path: Path, *, fast: bool, timeout: int, attempts: int = 3) 
             env["HOLOMERGE_RECORD"] = scratch
             executed = Path(scratch) / path.name
             process = subprocess.Popen(
-                [sys.executable, "-m", "holomerge_lab.run_notebook", str(path), "--cwd", scratch,
+                [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--cwd", scratch,
                  "--timeout", str(timeout), "--keep", str(executed)],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )  # fmt: skip
@@ -259,9 +259,9 @@ def record_notebook(path: Path, *, fast: bool, timeout: int, attempts: int = 3) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .bench import machine
+    from ..analysis.bench import machine
 
-    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.shipped", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m holomerge_lab.tour.shipped", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebook prefixes, e.g. 00 04 (default: every notebook but 08)")
     parser.add_argument("--out", type=Path, required=True, help="the bundle's folder (the shipped one: "
                         "holomerge_lab/results); each notebook's file there is replaced once it has run")
@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no notebook matches {args.names}; choose among {[p.name[:2] for p in paths]}")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file: give a folder")
-    command = shlex.join(["python", "-m", "holomerge_lab.shipped", *(argv if argv is not None else sys.argv[1:])])
+    command = shlex.join(["python", "-m", "holomerge_lab.tour.shipped", *(argv if argv is not None else sys.argv[1:])])
     for path in chosen:
         data = record_notebook(path, fast=args.fast, timeout=args.timeout)
         data["notebook"] = path.stem

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import jacrev, vmap
 
-from .config import RunConfig
-from .evaluation import Prepared, test_logits
-from .linearize import forward_fn
-from .training import fine_tune_task
+from ..experiment.config import RunConfig
+from ..experiment.evaluation import Prepared, test_logits
+from ..experiment.training import fine_tune_task
+from ..method.linearize import forward_fn
 
 Params = dict[str, Tensor]
 Forward = Callable[..., Tensor]  # (params, inputs) -> outputs

@@ -33,7 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .errors import check_choice
+from ..errors import check_choice
 
 KINDS = ("true", "sampled", "empirical")
 

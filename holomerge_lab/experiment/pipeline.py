@@ -23,17 +23,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..data import TaskStream, build_stream
+from ..errors import UserError, check_choice
+from ..method.finetune import ewc_penalty
+from ..method.linearize import forward_fn
+from ..method.merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
+from ..models.backbones import Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
+from ..models.heads import prototype_head, templates_for, zero_shot_text_head
 from . import metrics
-from .backbones import Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
 from .checkpoints import latest_checkpoint, save_checkpoint
 from .config import METHODS, RunConfig
-from .data import TaskStream, build_stream
-from .errors import UserError, check_choice
 from .evaluation import Prepared, evaluate
-from .finetune import ewc_penalty
-from .heads import prototype_head, templates_for, zero_shot_text_head
-from .linearize import forward_fn
-from .merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
 from .task_cache import cached_task, task_key
 from .training import align_task, task_inputs, train_task
 
