@@ -10,7 +10,7 @@
   MultiheadAttention, so it is timed against the toolkit's per-example (vmap) route instead, and what BackPACK
   leaves out is recorded.
 - The two exact routes for a weight (pairs of positions, per-example gradients) on the top's layer shapes: the
-  measurements behind fisher.PER_EXAMPLE_OVERHEAD.
+  measurements behind fisher_ops.PER_EXAMPLE_OVERHEAD.
 
 Each pair of sides is timed interleaved, round by round, in one process, so a shared machine's noise falls on both.
 """
@@ -32,7 +32,7 @@ from torch import nn
 from holomerge_lab.analysis import bench
 from holomerge_lab.experiment.pipeline import RunConfig, prepare
 from holomerge_lab.experiment.training import task_objective
-from holomerge_lab.method import fisher as fisher_module
+from holomerge_lab.method import fisher_ops
 from holomerge_lab.method.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 from holomerge_lab.models.heads import TaskLogits
 
@@ -114,23 +114,23 @@ def clip_against_per_example(rounds: int) -> dict:
 
 
 def weight_routes(rounds: int) -> list[dict]:
-    """Both exact routes of `_weight_squares` on 64 examples of the top's 1×1-convolution shapes (S = positions)."""
+    """Both exact routes of `weight_squares` on 64 examples of the top's 1×1-convolution shapes (S = positions)."""
     rows = []
-    overhead = fisher_module.PER_EXAMPLE_OVERHEAD
+    overhead = fisher_ops.PER_EXAMPLE_OVERHEAD
     for inputs, outputs, positions in ((192, 1152, 4), (320, 1280, 4), (320, 1280, 16), (320, 1280, 49)):
         x = torch.randn(64, 1, positions, inputs)
         for classes in (1, 2, 10):
             d = torch.randn(classes, 64, 1, positions, outputs)
 
             def route(forced, d=d, x=x):
-                fisher_module.PER_EXAMPLE_OVERHEAD = forced
+                fisher_ops.PER_EXAMPLE_OVERHEAD = forced
                 began = time.perf_counter()
-                fisher_module._weight_squares(d, x)
+                fisher_ops.weight_squares(d, x)
                 return time.perf_counter() - began
 
             pair = [route(10**9) for _ in range(rounds)]
             per_example = [route(-(10**9)) for _ in range(rounds)]
-            fisher_module.PER_EXAMPLE_OVERHEAD = overhead
+            fisher_ops.PER_EXAMPLE_OVERHEAD = overhead
             chosen = (
                 "pairs"
                 if positions * (positions + 1) // 2 <= classes * (positions + overhead)

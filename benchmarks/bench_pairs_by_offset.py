@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=benchmarks python benchmarks/bench_pairs_by_offset.py
 
-`fisher._weight_squares` sums S(S+1)/2 pairs of positions one pair at a time. Grouping the pairs by their offset
+`fisher_ops.weight_squares` sums S(S+1)/2 pairs of positions one pair at a time. Grouping the pairs by their offset
 t − s (S products, each contracting over examples × positions) needs fewer, larger calls; on the ViT's layer shapes
 (S = 17 tokens, 256 examples) it is slower than the pair loop, whose matmuls already dominate. Medians of 3 rounds, the two routes interleaved (bench._interleaved).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from holomerge_lab.analysis import bench
-from holomerge_lab.method import fisher
+from holomerge_lab.method import fisher_ops
 
 SHAPES = [(64, 192), (64, 64), (64, 256), (256, 64)]  # in_proj, out_proj, c_fc, c_proj of one block (in -> out)
 
@@ -40,9 +40,9 @@ def main() -> None:
     for inputs, outputs in SHAPES:
         for classes in (10, 1):
             d, x = torch.randn(classes, 256, 1, 17, outputs), torch.randn(256, 1, 17, inputs)
-            ours, offset = fisher._weight_squares(d, x), by_offset(d, x)
+            ours, offset = fisher_ops.weight_squares(d, x), by_offset(d, x)
             ours_s, offset_s, ratio = bench._interleaved(
-                partial(fisher._weight_squares, d, x), partial(by_offset, d, x), rounds=3
+                partial(fisher_ops.weight_squares, d, x), partial(by_offset, d, x), rounds=3
             )  # fmt: skip
             rows.append({
                 "in": inputs, "out": outputs, "classes": classes, "positions": 17, "examples": 256,

@@ -15,8 +15,9 @@ import torch
 from holomerge_lab import data as D
 from holomerge_lab.experiment.evaluation import features
 from holomerge_lab.method.linearize import forward_fn
-from holomerge_lab.models.backbones import build_backbone, trunk_features
+from holomerge_lab.models.features import trunk_features
 from holomerge_lab.models.heads import head_logits, prototype_head
+from holomerge_lab.models.zoo import build_backbone
 
 PER_CLASS, GROUP, SEED = 300, 5, 123
 

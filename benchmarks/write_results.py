@@ -154,13 +154,13 @@ def fisher_backpack(r: dict) -> list[str]:
             f"on one block's four weights it takes {ours * 1e3:.0f} ms, and grouping the pairs by their offset "
             f"(17 larger products instead of 153) takes {grouped * 1e3:.0f} ms (`{offsets['command']}`, "
             f"{offsets['machine']['cpu']}, {offsets['machine']['date'][:10]}); the per-example route of "
-            "`_weight_squares` is slower still at 10 classes. What is left is the backward passes themselves, "
-            "which the per-example route needs as well: the 2× is not reached here.",
+            "`fisher_ops.weight_squares` is slower still at 10 classes. What is left is the backward passes "
+            "themselves, which the per-example route needs as well: the 2× is not reached here.",
         ]
     out += [
         "",
-        "**Fisher routes** — what `fisher.PER_EXAMPLE_OVERHEAD` (20) is measured from: the two exact routes of a "
-        "weight (`fisher._weight_squares`) on 64 examples of 1×1-convolution shapes of the top, fastest of 3. "
+        "**Fisher routes** — what `fisher_ops.PER_EXAMPLE_OVERHEAD` (20) is measured from: the two exact routes of "
+        "a weight (`fisher_ops.weight_squares`) on 64 examples of 1×1-convolution shapes of the top, fastest of 3. "
         "S = positions, K = classes (1 for the empirical Fisher). The rule takes pairs when S(S+1)/2 ≤ K·(S + 20).",
         "",
         "| in → out | S | K | pairs of positions | per-example gradients | chosen |",

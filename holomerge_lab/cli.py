@@ -1,6 +1,7 @@
 """The command line: `holomerge-lab run`, `holomerge-lab compare`.
 
 Bad input ends with one line on stderr, naming what is valid, and exit code 2; never a traceback.
+This module holds the parser, ``main`` and the subcommands; the --out folder's handling is cli_output.py.
 """
 
 from __future__ import annotations
@@ -8,21 +9,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import json
-import os
 import shlex
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .cli_output import (
+    OUTPUT_OPTIONS,
+    SETTINGS_FILE,
+    _check_cache,
+    _claim,
+    _name,
+    _output_folder,
+    _save,
+    _settings,
+)
 from .errors import UserError
-
-# Written into --out before a run starts: the command and every setting, so that `--resume DIR` alone continues it
-SETTINGS_FILE = "run-settings.json"
-# Options that say where and how to report, not what to run: they may differ between a run and its resumption
-OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -205,110 +208,6 @@ def _config(args: argparse.Namespace):
     return config
 
 
-def _claim(out: Path, names: Sequence[str], force: bool) -> None:
-    """Refuse to overwrite earlier results unless --force."""
-    existing = [out / n for n in names if (out / n).exists()]
-    if existing and not force:
-        raise UserError(
-            f"{existing[0]} already exists; pass --force to overwrite it, or choose another --out"
-        )
-
-
-def _stem(label: str) -> str:
-    """An ASCII file name for a row label: "holistic −pre−during" -> "holistic-no-pre-no-during"."""
-    return label.replace(" −", "-no-").replace("−", "-no-").replace(" ", "_")
-
-
-def _writable_folder(folder: Path, name: str) -> list[Path]:
-    """Make `folder` (with its missing parents) and prove this process can write in it, or raise a one-line error
-    naming `name`. Returns the folders it made, outermost first."""
-    folder = Path(os.path.abspath(folder))
-    try:
-        existing = next(p for p in (folder, *folder.parents) if p.exists())
-    except OSError as e:  # a folder on the way that this user may not enter
-        raise UserError(
-            f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write"
-        ) from None
-    if not existing.is_dir():
-        what = (
-            f"{name} {folder} is a file"
-            if existing == folder
-            else f"{name} {folder} cannot be made: {existing} is a file"
-        )
-        raise UserError(f"{what}, not a folder; choose a folder")
-    created = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
-        _remove_empty(created)
-        raise UserError(
-            f"cannot write into {name} {folder} ({e.strerror}); choose a folder you can write"
-        ) from None
-    return created
-
-
-@contextlib.contextmanager
-def _output_folder(out: Path) -> Iterator[None]:
-    """Make sure --out is a folder this process can write, before any work, and hold it for this run alone.
-
-    A folder this makes is removed again if the run ends with nothing in it. Another run writing the same folder
-    holds an exclusive lock on it (flock, released by the kernel even when a run is killed)."""
-    created = _writable_folder(out, "--out")
-    lock = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(lock)
-        raise UserError(
-            f"another holomerge-lab run is writing into {out} right now; wait for it, or choose another --out"
-        ) from None
-    try:
-        yield
-    finally:
-        os.close(lock)
-        _remove_empty(created)
-
-
-def _check_cache() -> None:
-    """The cache (trunk features, task models) is written during the run: check its folder before any work."""
-    from .data import cache_dir
-
-    _writable_folder(cache_dir(), "the cache folder (HOLOMERGE_CACHE)")
-
-
-def _remove_empty(folders: Sequence[Path]) -> None:
-    """Remove the folders this run made, innermost first, as long as they are empty."""
-    for folder in reversed(folders):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def _name(label: str, seed: int, several: bool) -> str:
-    """A run's file stem: its label, and with several seeds also the seed."""
-    return f"{_stem(label)}-seed{seed}" if several else _stem(label)
-
-
-def _save(results, args: argparse.Namespace, command: str, several: bool) -> None:
-    from .analysis.evidence import to_json
-    from .experiment.checkpoints import atomic_write_text
-    from .tour.viz import write_report
-
-    runs = [r.to_json() for r in results]
-    for run in runs:
-        atomic_write_text(
-            args.out / f"{_name(run['label'], run['seed'], several)}.json", json.dumps(run, indent=1)
-        )
-    summary = {"command": command, **to_json(runs)}
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
-    report = write_report(results, args.out / "report.html", command=command)
-    print(f"wrote {len(results)} run JSON file(s), summary.json and {report}", file=sys.stderr)
-
-
-def _settings(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k not in OUTPUT_OPTIONS}
-
-
 def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
     """The arguments of the run saved in --resume DIR, with this call's output options; a setting typed now that
     contradicts the saved run is refused, naming each difference."""
@@ -479,7 +378,7 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
 def _list() -> None:
     from .data import STREAMS
     from .experiment.config import METHODS, PRESETS
-    from .models.backbones import BACKBONES
+    from .models.zoo import BACKBONES
 
     for title, names in (
         ("streams", STREAMS),

@@ -25,8 +25,9 @@ from holomerge_lab.experiment.config import PRESETS, RunConfig
 from holomerge_lab.experiment.pipeline import run
 from holomerge_lab.method.finetune import fine_tune
 from holomerge_lab.method.linearize import forward_fn
-from holomerge_lab.models.backbones import build_backbone, resolve_device
+from holomerge_lab.models.backbone import resolve_device
 from holomerge_lab.models.heads import head_logits
+from holomerge_lab.models.zoo import build_backbone
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FILE_SIZE = (375, 500)  # a typical non-square photo (height, width): the crops are drawn on this geometry

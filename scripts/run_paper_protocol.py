@@ -2,7 +2,7 @@
 
 The same code path as `holomerge-lab run --preset paper --json`; it prints the same JSON (one object per run) and,
 with --out, writes the JSON files and the HTML report. Defaults: CLIP ViT-B/16 with OpenAI weights, CIFAR-100 in
-10 tasks, the `paper` preset (method.md). Any other `holomerge-lab run` option passes through, e.g.
+10 tasks, the `paper` preset (docs/method.md). Any other `holomerge-lab run` option passes through, e.g.
 
     python scripts/run_paper_protocol.py --data-root ~/data/cifar --download --out results/cifar100-10
     python scripts/run_paper_protocol.py --stream imagenet-r-domains --data-root ~/data/imagenet-r

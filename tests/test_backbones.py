@@ -13,12 +13,16 @@ from torch.func import functional_call, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from holomerge_lab.errors import UserError
-from holomerge_lab.models import backbones as B
+from holomerge_lab.models.backbone import IMAGENET_MEAN, IMAGENET_STD, preprocess_images
+from holomerge_lab.models.clip import build_clip, register_tiny_clip
+from holomerge_lab.models.effnet import effnet_lite0_weights_path, load_efficientnet_lite0
+from holomerge_lab.models.features import features_key, trunk_features
+from holomerge_lab.models.zoo import build_backbone
 
 
 @pytest.fixture(scope="module")
 def effnet():
-    return B.build_backbone("effnet-lite0")
+    return build_backbone("effnet-lite0")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def digits():
 @pytest.fixture(scope="module")
 def tiny_clip():
     t = time.perf_counter()
-    bb = B.build_backbone("tiny-clip")
+    bb = build_backbone("tiny-clip")
     return bb, time.perf_counter() - t
 
 
@@ -40,7 +44,7 @@ def tiny_clip():
 
 
 def test_weights_come_from_the_installed_wheel():
-    path = B.effnet_lite0_weights_path()
+    path = effnet_lite0_weights_path()
     assert path.is_file() and path.name == "efficientnet-lite0-57934424.pth"
     assert "site-packages" in str(path) or "dist-packages" in str(path)
 
@@ -53,8 +57,8 @@ def test_real_imagenet_weights_classify_a_real_photo():
     h, w, _ = a.shape
     s = min(h, w)
     a = np.ascontiguousarray(a[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s])
-    model = B.load_efficientnet_lite0(224)
-    x = B.preprocess_images(a[None], 224, B.IMAGENET_MEAN, B.IMAGENET_STD)
+    model = load_efficientnet_lite0(224)
+    x = preprocess_images(a[None], 224, IMAGENET_MEAN, IMAGENET_STD)
     with torch.no_grad():
         p = model(x).softmax(-1)[0]
     top = int(p.argmax())
@@ -77,7 +81,7 @@ def test_trunk_then_top_equals_the_pooled_features(effnet, digits):
 
 
 def test_moving_the_split_keeps_the_function(effnet, digits):
-    deep = B.build_backbone("effnet-lite0", trainable_from=11)
+    deep = build_backbone("effnet-lite0", trainable_from=11)
     x = effnet.preprocess(digits)
     with torch.no_grad():
         torch.testing.assert_close(deep.top(deep.trunk(x)), effnet.top(effnet.trunk(x)), rtol=1e-4, atol=1e-4)
@@ -134,7 +138,7 @@ def test_preprocess_shapes_and_normalisation(effnet):
     for img in (gray, rgb, gray.numpy()):
         x = effnet.preprocess(img)
         assert x.shape == (2, 3, 64, 64) and x.dtype == torch.float32
-        expect = (1 - torch.tensor(B.IMAGENET_MEAN)) / torch.tensor(B.IMAGENET_STD)
+        expect = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
         torch.testing.assert_close(x[0, :, 10, 10], expect)
     with pytest.raises(UserError):
         effnet.preprocess(torch.zeros(2, 28, 28))  # float input: not raw pixels
@@ -142,9 +146,9 @@ def test_preprocess_shapes_and_normalisation(effnet):
 
 def test_unknown_backbone_lists_the_names():
     with pytest.raises(UserError, match="effnet-lite0.*tiny-clip"):
-        B.build_backbone("resnet-9000")
+        build_backbone("resnet-9000")
     with pytest.raises(UserError):
-        B.build_backbone("effnet-lite0", trainable_from=16)
+        build_backbone("effnet-lite0", trainable_from=16)
 
 
 # ---------------------------------------------------------------------------------------------------- trunk_features
@@ -154,7 +158,7 @@ def test_unknown_backbone_lists_the_names():
 def counted(effnet, monkeypatch, tmp_path):
     """The effnet backbone with a counter on its trunk, and the feature cache in a temporary folder."""
     monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path))
-    monkeypatch.setattr(B, "features_dir", lambda: tmp_path / "features")
+    monkeypatch.setattr("holomerge_lab.models.features.features_dir", lambda: tmp_path / "features")
     calls = []
     forward = effnet.trunk.forward
     monkeypatch.setattr(effnet.trunk, "forward", lambda x: calls.append(len(x)) or forward(x))
@@ -163,13 +167,13 @@ def counted(effnet, monkeypatch, tmp_path):
 
 def test_trunk_features_cache(counted, digits):
     bb, calls, folder = counted
-    cold = B.trunk_features(bb, digits, batch_size=20, progress=False)
+    cold = trunk_features(bb, digits, batch_size=20, progress=False)
     assert calls == [20, 20, 8]
-    fresh = B.trunk_features(bb, digits, batch_size=20, cache=False, progress=False)
+    fresh = trunk_features(bb, digits, batch_size=20, cache=False, progress=False)
     torch.testing.assert_close(cold, fresh, rtol=0, atol=0)
     assert cold.dtype == torch.float32 and cold.shape == (48, 192, 2, 2)
     calls.clear()
-    warm = B.trunk_features(bb, digits, progress=False)
+    warm = trunk_features(bb, digits, progress=False)
     assert calls == []  # read from disk: the trunk never ran
     torch.testing.assert_close(warm, cold, rtol=0, atol=0)
     files = sorted(p.name for p in folder.iterdir())
@@ -182,15 +186,15 @@ def test_trunk_features_cache(counted, digits):
 
 
 def test_cache_key_depends_on_content_shape_and_settings(effnet, digits):
-    k = B.features_key(effnet, digits)
+    k = features_key(effnet, digits)
     changed = digits.clone()
     changed[0, 0, 0] ^= 1
-    assert B.features_key(effnet, changed) != k
-    assert B.features_key(effnet, digits[:47]) != k
-    assert B.features_key(effnet, digits.reshape(48, 4, 16)) != k
-    assert B.features_key(effnet, digits.numpy()) == k
-    deep = B.build_backbone("effnet-lite0", trainable_from=11)
-    assert B.features_key(deep, digits) != k
+    assert features_key(effnet, changed) != k
+    assert features_key(effnet, digits[:47]) != k
+    assert features_key(effnet, digits.reshape(48, 4, 16)) != k
+    assert features_key(effnet, digits.numpy()) == k
+    deep = build_backbone("effnet-lite0", trainable_from=11)
+    assert features_key(deep, digits) != k
 
 
 # ---------------------------------------------------------------------------------------------------- tiny-clip
@@ -215,8 +219,8 @@ def test_tiny_clip_builds_offline_and_fast(tiny_clip, digits):
 
 
 def test_tiny_clip_is_seeded():
-    a, b = B.build_backbone("tiny-clip"), B.build_backbone("tiny-clip", seed=1)
-    c = B.build_backbone("tiny-clip")
+    a, b = build_backbone("tiny-clip"), build_backbone("tiny-clip", seed=1)
+    c = build_backbone("tiny-clip")
     pa, pb, pc = a.params(), b.params(), c.params()
     assert not torch.equal(pa["visual.proj"], pb["visual.proj"])
     assert all(torch.equal(pa[k], pc[k]) for k in pa)
@@ -245,5 +249,5 @@ def test_tiny_clip_jvp_under_math_backend(tiny_clip, digits):
 def test_pretrained_tag_offline_fails_fast_with_a_user_error():
     t = time.perf_counter()
     with pytest.raises(UserError, match="local"):
-        B.build_clip(B.register_tiny_clip(), pretrained="no-such-tag")
+        build_clip(register_tiny_clip(), pretrained="no-such-tag")
     assert time.perf_counter() - t < 30

@@ -9,7 +9,7 @@ from conftest import small_config
 from torch import nn
 
 from holomerge_lab.analysis import bench
-from holomerge_lab.method import fisher as fisher_module
+from holomerge_lab.method import fisher_ops
 from holomerge_lab.method.fisher import diagonal_fisher, exact_routes, functional_diagonal_fisher
 
 
@@ -36,8 +36,8 @@ def assert_equal_fishers(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("overhead", [-(10**6), 10**6])  # forces per-example gradients (in pieces) / pairs
 @pytest.mark.parametrize("size", [2, 4])
 def test_op_by_op_true_fisher_equals_a_per_example_loop(size, overhead, monkeypatch):
-    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_OVERHEAD", overhead)
-    monkeypatch.setattr(fisher_module, "PER_EXAMPLE_NUMBERS", 64)  # a few examples at a time
+    monkeypatch.setattr(fisher_ops, "PER_EXAMPLE_OVERHEAD", overhead)
+    monkeypatch.setattr(fisher_ops, "PER_EXAMPLE_NUMBERS", 64)  # a few examples at a time
     model = conv_model(size)
     x = torch.randn(13, 3, size, size, dtype=torch.float64)
     model(x)  # materialise the lazy layer

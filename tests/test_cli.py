@@ -309,7 +309,7 @@ def test_the_checkpoint_check_accepts_every_checkpoint_format_and_refuses_other_
     import torch
 
     from holomerge_lab.errors import UserError
-    from holomerge_lab.models.backbones import check_checkpoint_file
+    from holomerge_lab.models.clip import check_checkpoint_file
 
     state = {"visual.proj": torch.randn(4, 3)}
     torch.save(state, tmp_path / "zip.pt")

@@ -20,8 +20,16 @@ from holomerge_lab.experiment.config import PRESETS, RunConfig
 from holomerge_lab.experiment.pipeline import prepare, run
 from holomerge_lab.experiment.training import training_views
 from holomerge_lab.method.linearize import forward_fn
-from holomerge_lab.models import backbones as B
+from holomerge_lab.models.backbone import (
+    autocast_dtype,
+    channels_first,
+    clip_input,
+    preprocess_images,
+    random_resized_crops,
+)
+from holomerge_lab.models.clip import register_tiny_clip
 from holomerge_lab.models.heads import TEMPLATES, zero_shot_text_head
+from holomerge_lab.models.zoo import build_backbone
 
 
 @pytest.fixture(autouse=True)
@@ -140,14 +148,14 @@ def test_domain_folders_and_missing_folder_message(tmp_path):
 
 @pytest.mark.parametrize("trainable_from", [0, 1])
 def test_linearized_forward_equals_plain_forward_at_theta0_and_gradients_flow(trainable_from):
-    bb = B.build_backbone("tiny-clip", trainable_from=trainable_from)
+    bb = build_backbone("tiny-clip", trainable_from=trainable_from)
     images = _class_images(np.arange(6) % 3, 20, 0)
     x = bb.trunk(bb.preprocess(images))
     theta0 = bb.params()
     plain = forward_fn(bb.top, theta0, tangent=False)(theta0, x)
     linear = forward_fn(bb.top, theta0, tangent=True)(theta0, x)
     assert torch.allclose(linear, plain, atol=1e-5) and torch.allclose(plain, bb.model.visual(
-        B.clip_input(B.channels_first(images), 32, bb.mean, bb.std)), atol=1e-5)  # fmt: skip
+        clip_input(channels_first(images), 32, bb.mean, bb.std)), atol=1e-5)  # fmt: skip
     theta = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
     forward_fn(bb.top, theta0, tangent=True)(theta, x).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in theta.values())
@@ -158,9 +166,10 @@ def test_linearized_forward_equals_plain_forward_at_theta0_and_gradients_flow(tr
 
 def test_pretrained_tag_offline_fails_fast_naming_the_fixes():
     code = (
-        "import holomerge_lab.models.backbones as B\n"
-        "try:\n    B.build_backbone('clip-vit-b-32')\n"
-        "except B.UserError as e:\n    print('USERERROR', e)\n"
+        "from holomerge_lab.errors import UserError\n"
+        "from holomerge_lab.models.zoo import build_backbone\n"
+        "try:\n    build_backbone('clip-vit-b-32')\n"
+        "except UserError as e:\n    print('USERERROR', e)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -171,18 +180,18 @@ def test_pretrained_tag_offline_fails_fast_naming_the_fixes():
 
 def test_unreachable_hub_fails_before_any_download(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(B, "_has_network", lambda *a, **k: False)
+    monkeypatch.setattr("holomerge_lab.models.clip._has_network", lambda *a, **k: False)
     with pytest.raises(UserError, match="HF_HUB_OFFLINE=1.*local checkpoint"):
-        B.build_backbone("clip-vit-b-16")
+        build_backbone("clip-vit-b-16")
     with pytest.raises(UserError, match="neither a file nor a pretrained tag"):
-        B.build_backbone("clip-vit-b-16", pretrained="no-such-tag")
+        build_backbone("clip-vit-b-16", pretrained="no-such-tag")
 
 
 # ------------------------------------------------------------------------------------------------------ heads
 
 
 def test_zero_shot_head_against_a_hand_loop():
-    bb = B.build_backbone("tiny-clip")
+    bb = build_backbone("tiny-clip")
     tokenizer = open_clip.get_tokenizer(bb.settings["open_clip"])
     names, templates = ["apple", "zebra", "maple tree"], TEMPLATES["cifar100"][:4]
     head = zero_shot_text_head(bb.model, tokenizer, names, templates)
@@ -244,7 +253,7 @@ def test_paper_preset_matches_the_authors_settings():
     )  # fmt: skip
     assert {k: getattr(paper, k) for k in expected} == expected
     assert PRESETS["paper"]["align_steps"] is None  # one pass over the task's data: the authors' one epoch
-    assert B.autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("cpu")) is None
     assert RunConfig(preset="paper").resolve().precision == "fp32"  # the authors train in fp32
     assert RunConfig(preset="paper", precision="bf16").resolve().precision == "bf16"  # one setting away
     # the preset's crops apply where the top sees pixels; asked for elsewhere, they are an error
@@ -291,13 +300,13 @@ def _noise_image(height: int, width: int, seed: int) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def open_clip_transforms():
-    _, train, val = open_clip.create_model_and_transforms(B.register_tiny_clip())
+    _, train, val = open_clip.create_model_and_transforms(register_tiny_clip())
     return train, val
 
 
 def test_evaluation_view_equals_open_clip_preprocess_val_on_non_square_images(tmp_path, open_clip_transforms):
     _, preprocess_val = open_clip_transforms
-    bb = B.build_backbone("tiny-clip")
+    bb = build_backbone("tiny-clip")
     shapes = {"wide": (45, 70), "tall": (70, 41)}
     for part in ("train", "test"):
         for name, (h, w) in shapes.items():
@@ -309,44 +318,44 @@ def test_evaluation_view_equals_open_clip_preprocess_val_on_non_square_images(tm
         [45, 70],
     ]  # tall, wide
     for image, label in zip(source.test_images, source.test_labels, strict=True):
-        ours = B.clip_input(B.channels_first(image[None]), 32, bb.mean, bb.std)[0]
+        ours = clip_input(channels_first(image[None]), 32, bb.mean, bb.std)[0]
         h, w = shapes[source.class_names[label]]
         reference = preprocess_val(_noise_image(h, w, seed=h))
         assert (ours - reference).abs().max() < 1e-6  # the same pixels, to float rounding
-        squashed = B.preprocess_images(np.asarray(_noise_image(h, w, seed=h))[None], 32, bb.mean, bb.std)[0]
+        squashed = preprocess_images(np.asarray(_noise_image(h, w, seed=h))[None], 32, bb.mean, bb.std)[0]
         assert (squashed - reference).abs().max() > 0.1  # a squash is not the same image
     # raw pixels resized on the device (CIFAR's path): torchvision's tensor bicubic, within one grey level of PIL's
     wide = np.asarray(_noise_image(45, 70, seed=45))
-    on_device = B.clip_input(B.channels_first(wide[None]), 32, bb.mean, bb.std)[0]
+    on_device = clip_input(channels_first(wide[None]), 32, bb.mean, bb.std)[0]
     one_level = 1 / 255 / min(bb.std)
     assert (on_device - preprocess_val(Image.fromarray(wide))).abs().max() <= one_level + 1e-6
 
 
 def test_training_crops_are_open_clips_seeded_and_new_each_step(open_clip_transforms):
     train_transform, _ = open_clip_transforms
-    bb = B.build_backbone("tiny-clip")
+    bb = build_backbone("tiny-clip")
     # 60×66: boxes really vary; 50×80 (aspect 1.6): no box of 90 % area has aspect <= 4/3, so torchvision falls
     # back to the central 4/3 crop every time, for open_clip as here
     for h, w in ((60, 66), (50, 80)):
         image = np.asarray(_noise_image(h, w, seed=3))
         for seed in (0, 1, 2):
-            ours = B.clip_input(
-                B.random_resized_crops(B.channels_first(image[None]), 32, seed), 32, bb.mean, bb.std
+            ours = clip_input(
+                random_resized_crops(channels_first(image[None]), 32, seed), 32, bb.mean, bb.std
             )
             torch.manual_seed(seed)  # open_clip's RandomResizedCrop draws its box from the global generator
             reference = train_transform(Image.fromarray(image))
             assert (ours[0] - reference).abs().max() <= 1 / 255 / min(bb.std) + 1e-6
     image = np.asarray(_noise_image(60, 66, seed=3))
-    pixels = B.channels_first(image[None])
-    again = B.random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=7)
-    assert torch.equal(again, B.random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=7))
-    assert not torch.equal(again, B.random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=8))
+    pixels = channels_first(image[None])
+    again = random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=7)
+    assert torch.equal(again, random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=7))
+    assert not torch.equal(again, random_resized_crops(pixels.expand(4, -1, -1, -1), 32, seed=8))
     assert not torch.equal(again[0], again[1])  # each image of a batch gets its own box
     # a squashed copy with the file's size: the box is drawn on the file's geometry and cut at the same place
     squashed = torch.from_numpy(D.train_view(Image.fromarray(image), 40).copy()).permute(2, 0, 1)[None]
-    crop = B.random_resized_crops(squashed, 32, seed=0, sizes=torch.tensor([[60, 66]]))
+    crop = random_resized_crops(squashed, 32, seed=0, sizes=torch.tensor([[60, 66]]))
     assert crop.shape == (1, 3, 32, 32) and crop.dtype == torch.uint8
-    assert (crop.float() - B.random_resized_crops(pixels, 32, seed=0).float()).abs().mean() < 12
+    assert (crop.float() - random_resized_crops(pixels, 32, seed=0).float()).abs().mean() < 12
 
 
 def test_pipeline_training_views_differ_between_epochs_and_repeat_with_the_seed(tmp_path):

@@ -31,7 +31,7 @@ from ..experiment.evaluation import Prepared
 from ..experiment.pipeline import prepare, run
 from ..experiment.training import fine_tune_task, task_objective
 from ..method.fisher import diagonal_fisher
-from ..models import backbones
+from ..models import features
 from ..models.heads import TaskLogits
 
 # The methods whose carried state is Θ(1) in the number of tasks: all but TIES store-all, which keeps every task
@@ -157,7 +157,7 @@ def _difference(reference: dict[str, Tensor], other: dict[str, Tensor]) -> dict[
 def trunk_cache(config: RunConfig) -> dict:
     """`prepare` on an empty feature cache, then again on the warm one, counting the images the trunk ran on."""
     ran = []
-    original = backbones._run_trunk
+    original = features._run_trunk
 
     def counting(backbone, images, *args, **kwargs):
         ran.append(len(images))
@@ -167,7 +167,7 @@ def trunk_cache(config: RunConfig) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as folder:
         os.environ["HOLOMERGE_CACHE"] = folder
-        backbones._run_trunk = counting
+        features._run_trunk = counting
         try:
             for name in ("cold", "warm"):
                 ran.clear()
@@ -175,7 +175,7 @@ def trunk_cache(config: RunConfig) -> dict:
                 prepare(config, progress=False)
                 out[f"{name}_s"], out[f"{name}_trunk_images"] = time.perf_counter() - began, sum(ran)
         finally:
-            backbones._run_trunk = original
+            features._run_trunk = original
             if previous is None:
                 os.environ.pop("HOLOMERGE_CACHE", None)
             else:

@@ -1,6 +1,6 @@
 """Measurements inside a continual run: the α curve of one merge, and the features around every alignment.
 
-Both replay `pipeline.run` with an observer (`pipeline.Merge`), so they measure exactly the models a run
+Both replay `pipeline.run` with an observer (`steps.Merge`), so they measure exactly the models a run
 produces, without a second copy of the loop.
 """
 
@@ -16,7 +16,8 @@ from torch import Tensor
 from ..errors import UserError
 from ..experiment.config import RunConfig
 from ..experiment.evaluation import Prepared, evaluate, features
-from ..experiment.pipeline import Merge, prepare, run
+from ..experiment.pipeline import prepare, run
+from ..experiment.steps import Merge
 from ..method.align import LOSSES, feature_discrepancy
 from ..method.merging import merge_interpolate, merge_v_weighted
 from .tsne import joint_tsne

@@ -3,13 +3,16 @@
 - sources.py: where pixels come from: the sets that ship in installed packages, image folders, the disk cache.
 - datafiles.py: animal-mnist's and Fashion-MNIST's files where no package holds them: pinned, checked downloads.
 - folder_sources.py: the CLIP benchmarks' folders (CIFAR-100, ImageNet-R, DomainNet, Office, CUB, Cars).
-- streams.py: how tasks are cut: class splits (CIL), domains, rotations and permutations (DIL), ``build_stream``.
+- tasks.py: the task types and how tasks are cut: class splits (CIL), domains, rotations and permutations (DIL).
+- folder_streams.py: the CLIP benchmarks' streams over those folders, in the authors' class and domain orders.
+- streams.py: the embedded streams, the registry ``STREAMS`` of every stream, and ``build_stream``.
 
 The names below are the ones the rest of the package, the notebooks and the tests use; each lives in one of
 those modules (patch it there, not here).
 """
 
 from .folder_sources import FOLDER_IMAGE_SIZE, FOLDER_LAYOUTS, IMAGECLEF_CLASSES, imagenet_r_domain
+from .folder_streams import CIFAR100_CLASS_ORDER, FOLDER_STREAMS
 from .sources import (
     FOLDERS_SPLIT,
     SOURCES,
@@ -20,20 +23,8 @@ from .sources import (
     seeded_split_note,
     train_view,
 )
-from .streams import (
-    CIFAR100_CLASS_ORDER,
-    FOLDER_STREAMS,
-    MAX_DOMAINS,
-    MFA_CONFUSION_ORDER,
-    STREAMS,
-    Task,
-    TaskStream,
-    build_stream,
-    confusion_groups,
-    max_tasks,
-    mnist_fashion_animal,
-    pixel_permutation,
-)
+from .streams import MFA_CONFUSION_ORDER, STREAMS, build_stream, max_tasks, mnist_fashion_animal
+from .tasks import MAX_DOMAINS, Task, TaskStream, confusion_groups, pixel_permutation
 
 __all__ = [
     "CIFAR100_CLASS_ORDER",

@@ -3,7 +3,7 @@ CUB-200, Stanford Cars.
 
 Each is read from a folder the user provides (``root``; CIFAR-100 may also download), laid out as
 ``FOLDER_LAYOUTS`` says, with the official train/test split where the data set has one. The streams that cut them
-into tasks, in the authors' class and domain orders, are in streams.py (``FOLDER_STREAMS``).
+into tasks, in the authors' class and domain orders, are in folder_streams.py (``FOLDER_STREAMS``).
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def eval_view(image, size: int) -> np.ndarray:
 def train_view(image, size: int) -> np.ndarray:
     """The whole image squashed to `size`×`size` (bicubic), as uint8: what training crops are cut from.
 
-    Kept with the file's own height and width (`Source.train_sizes`), so that `backbones.random_resized_crops`
+    Kept with the file's own height and width (`Source.train_sizes`), so that `models.backbone.random_resized_crops`
     draws open_clip's training boxes (RandomResizedCrop, scale 0.9–1) on the image's real geometry; a crop of 90–100 %
     of the area resized to a square is itself close to this squash, which is also what training sees without
     augmentation."""

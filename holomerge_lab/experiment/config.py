@@ -18,7 +18,9 @@ from ..errors import UserError, check_choice
 from ..method.align import LOSSES as ALIGNMENT_LOSSES
 from ..method.fisher import KINDS
 from ..method.merging import MergeSettings
-from ..models.backbones import PRECISIONS, check_checkpoint_file, tower_sees_pixels
+from ..models.backbone import PRECISIONS
+from ..models.clip import check_checkpoint_file
+from ..models.zoo import tower_sees_pixels
 
 # Method name -> (merge rule, where fine-tuning of task t starts: the merged model θ̄(t−1), θ0, or the previous
 # task's fine-tuned model θ(t−1)). "holistic" picks its rule from the stages.
@@ -43,7 +45,7 @@ PRESETS: dict[str, dict] = {
     "quick": dict(steps=100, lr=1e-4, batch_size=64, max_train_per_task=1000, align_steps=20),
     # CPU, the embedded benchmark's real numbers: all data, more steps
     "full": dict(steps=300, lr=1e-4, batch_size=64, align_steps=50),
-    # the authors' code settings (method.md; PAPER_PROTOCOL says where each comes from): meant for CLIP on a GPU
+    # the authors' code settings (docs/method.md; PAPER_PROTOCOL says where each comes from): for CLIP on a GPU
     "paper": dict(
         steps=None, epochs=10, lr=1e-5, batch_size=128, weight_decay=0.1, warmup_steps=500, cosine=True,
         grad_clip=1.0, alpha=0.4, seed=5, align_parameter="projection", align_teacher="previous",
@@ -74,8 +76,8 @@ PAPER_PROTOCOL: tuple[tuple[str, str, str], ...] = (
     ("seed", "5", "seeds are an axis: compare over several"),
 )  # fmt: skip
 """What `--preset paper` runs, point by point, and the cleaner or cheaper choice one setting away. Not copied on
-purpose (method.md's quirks): the ImageNet-R domain filter (theirs loads every domain for every task) and the DIL
-script's ablation (theirs: plain interpolation, alignment lr 0; here `during=False, align_lr=0`)."""
+purpose (the quirks in docs/method.md): the ImageNet-R domain filter (theirs loads every domain for every task) and
+the DIL script's ablation (theirs: plain interpolation, alignment lr 0; here `during=False, align_lr=0`)."""
 
 
 @dataclass

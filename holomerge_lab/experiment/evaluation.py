@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..data import TaskStream
 from ..method.merging import Params
-from ..models.backbones import Backbone
+from ..models.backbone import Backbone
 from ..models.heads import head_logits
 from .config import RunConfig
 

@@ -1,20 +1,21 @@
 """The continual loop: tasks arrive one by one; fine-tune, merge, align, evaluate on every task seen so far.
 
 `run(config)` is the whole experiment of one method on one stream and returns a `RunResult` with the accuracy
-matrix and the metrics. Everything a method needs between tasks is the merge rule's carried state (merging.py);
-`prepare(config)` does the work every method shares once (data, trunk features, θ0, heads), so `compare` pays
-for it once. What a run may be set to is config.py; one task's fine-tuning and alignment is training.py; the
-frozen heads and the accuracy after each task are evaluation.py.
+matrix and the metrics. What happens to one task is one step of steps.py (`holistic_step`: the paper's Algorithm
+1; the baselines' steps beside it); the loop around the steps evaluates, counts the bytes carried and checkpoints.
+Everything a method needs between tasks is the merge rule's carried state (method/merging.py); `prepare(config)`
+does the work every method shares once (data, trunk features, θ0, heads), so `compare` pays for it once. What a
+run may be set to is config.py; one task's fine-tuning and alignment is training.py; the frozen heads and the
+accuracy after each task are evaluation.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,17 +26,17 @@ from tqdm.auto import tqdm
 
 from ..data import TaskStream, build_stream
 from ..errors import UserError, check_choice
-from ..method.finetune import ewc_penalty
 from ..method.linearize import forward_fn
-from ..method.merging import MERGE_RULES, NEEDS_FISHER, Carried, MergeSettings, Params, TaskModel
-from ..models.backbones import Backbone, autocast_dtype, build_backbone, resolve_device, trunk_features
+from ..method.merging import Carried
+from ..models.backbone import Backbone, autocast_dtype, resolve_device
+from ..models.features import trunk_features
 from ..models.heads import prototype_head, templates_for, zero_shot_text_head
+from ..models.zoo import build_backbone
 from . import metrics
 from .checkpoints import latest_checkpoint, save_checkpoint
 from .config import METHODS, RunConfig
 from .evaluation import Prepared, evaluate
-from .task_cache import cached_task, task_key
-from .training import align_task, task_inputs, train_task
+from .steps import STEPS, Observer, TaskRun
 
 
 @dataclass
@@ -82,8 +83,9 @@ class RunResult:
         return metrics.forgetting_since_learned(self.acc_matrix)
 
     def to_json(self) -> dict:
-        """The JSON of DESIGN.md: accuracy matrix rows as lists, None above the diagonal. Both conventions of the
-        final accuracy and of forgetting are given (metrics.py defines each); `acc` is `acc_task_mean`."""
+        """The run's JSON (docs/architecture.md lists its fields): accuracy matrix rows as lists, None above the
+        diagonal. Both conventions of the final accuracy and of forgetting are given (metrics.py defines each);
+        `acc` is `acc_task_mean`."""
         matrix = [[None if math.isnan(v) else round(float(v), 6) for v in row] for row in self.acc_matrix]
         return {
             "method": self.method, "label": self.label, "stream": self.stream, "backbone": self.backbone,
@@ -185,23 +187,6 @@ def text_heads(backbone: Backbone, stream: TaskStream) -> list[Tensor]:
     return [head(stream.tasks[0].classes)] * len(stream.tasks)
 
 
-@dataclass(frozen=True)
-class Merge:
-    """One merge inside `run`, for observers: what was carried in, the new task's model, and the result."""
-
-    task: int  # 0-based index of the task just merged
-    forward: Callable[..., Tensor]  # the run's model function (tangent or standard)
-    carried: Carried | None  # the merge rule's state before this task (None before the first)
-    task_model: TaskModel  # θ(t) and its Adam v
-    settings: MergeSettings  # the merge's settings (α, ε, bias correction)
-    merged: Params  # the merge's output, before alignment
-    aligned: Params  # the model served after the task (= merged when alignment is off)
-    teacher: Params  # what alignment pulls the features towards (θ̄(t−1) or θ(t), per align_teacher)
-
-
-Observer = Callable[[Merge], None]
-
-
 def run(
     config: RunConfig,
     prepared: Prepared | None = None,
@@ -214,7 +199,7 @@ def run(
 ) -> RunResult:
     """One method on one stream: the accuracy matrix after every task, with what was carried between tasks.
 
-    `observe`, if given, sees every merge as it happens (see `Merge`): the analyses of probes.py read the models
+    `observe`, if given, sees every merge as it happens (see `steps.Merge`): the analyses of probes.py read the models
     around a merge from it instead of repeating this loop.
 
     `checkpoints`, a folder: the carried state is saved there after every task (checkpoints.py); with `resume`,
@@ -228,9 +213,6 @@ def run(
     began = time.perf_counter()
     n = len(prep.stream.tasks)
     forward = forward_fn(prep.backbone.top, prep.theta0, tangent=config.pre)
-    rule_name = METHODS[config.method][0]
-    if config.method == "holistic" and not config.during:
-        rule_name = "interpolate"
     matrix = np.full((n, n), np.nan)
     joint, carried_bytes, losses = [], [], []
     carried: Carried | None = None
@@ -238,7 +220,7 @@ def run(
     steps = config.steps or config.epochs * math.ceil(len(prep.train_features[0]) / config.batch_size)
     bar = tqdm(total=fine_tunes * steps, desc=config.label, disable=not progress, leave=False)
     settings_json = _jsonable(dataclasses.asdict(config))
-    first, elapsed, reused = 0, 0.0, 0
+    first, elapsed = 0, 0.0
     if checkpoints is not None and resume:
         state, skipped = latest_checkpoint(checkpoints, settings_json)
         for message in skipped:
@@ -249,53 +231,13 @@ def run(
             matrix = state["acc_matrix"].numpy().copy()
             joint, carried_bytes, losses = state["joint_accuracy"], state["state_bytes"], state["losses"]
             bar.update(min(first, fine_tunes) * steps)
-    if config.method == "joint":
-        model, task_losses = train_task(prep, config, forward, prep.theta0, None, bar, config.seed)
-        losses[:] = [task_losses]
+    task_run = TaskRun(prep, config, forward, bar, steps, task_cache, observe)
+    step = STEPS[config.method]
     for t in range(first, n):
-        if config.method == "zero-shot":
-            served = prep.theta0
-        elif config.method == "joint":
-            served = model.params
-        else:
-            previous = prep.theta0 if carried is None else carried["merged"]
-            start = {"merged": previous, "pretrained": prep.theta0}.get(config.start)
-            if start is None:  # "previous": the last fine-tuned model (MagMax's sequential fine-tuning)
-                start = prep.theta0 if carried is None else carried["finetuned"]
-            penalty = None
-            if rule_name == "ewc" and carried is not None:
-                penalty = ewc_penalty(carried["merged"], carried["weight"], config.ewc_strength)
-            train = functools.partial(
-                train_task, prep, config, forward, start, t, bar, config.seed + 1000 * t,
-                penalty=penalty, fisher=rule_name in NEEDS_FISHER,
-            )  # fmt: skip
-            if task_cache is None or penalty is not None:  # EWC's penalty depends on the whole history
-                task, task_losses = train()
-            else:
-                inputs = task_inputs(prep, config, start, t, rule_name in NEEDS_FISHER)
-                device = next(iter(start.values())).device
-                task, task_losses, hit = cached_task(task_cache, task_key(inputs), train, device)
-                bar.update(steps if hit else 0)
-                reused += hit
-            losses.append(task_losses)
-            if config.method == "individual":
-                served = task.params
-            else:
-                settings = MergeSettings(
-                    theta0=prep.theta0, task_index=t + 1, alpha=config.alpha, scale=config.scale,
-                    eps=config.eps if config.variant == "clean" else 0.0, bias_correct=config.variant == "clean",
-                    top_k=config.top_k, ties_scale=config.ties_scale, magmax_scale=config.magmax_scale,
-                    opcm_alpha=config.opcm_alpha,
-                )  # fmt: skip
-                before = carried
-                carried = MERGE_RULES[rule_name](carried, task, settings)
-                merged = carried["merged"]
-                teacher = previous if config.align_teacher == "previous" else task.params
-                if config.method == "holistic" and config.post and t > 0:
-                    carried["merged"] = align_task(prep, config, forward, merged, teacher, t)
-                if observe is not None:
-                    observe(Merge(t, forward, before, task, settings, merged, carried["merged"], teacher))
-                served = carried["merged"]
+        done = step(task_run, carried, t)  # steps.holistic_step is the paper's Algorithm 1
+        carried, served = done.carried, done.served
+        if done.losses is not None:
+            losses.append(done.losses)
         if config.method == "individual":  # each task's own model, on its own task, under the all-class head
             accuracy, _ = evaluate(prep, forward, served, n - 1)
             matrix[t:, t] = accuracy[t]
@@ -316,7 +258,7 @@ def run(
         method=config.method, label=config.label, stream=config.stream, backbone=config.backbone,
         stages=config.stages, seed=config.seed, acc_matrix=matrix, joint_accuracy=joint,
         state_bytes=carried_bytes, seconds=elapsed + time.perf_counter() - began, losses=losses,
-        config=settings_json, reused_tasks=reused, split=prep.stream.split,
+        config=settings_json, reused_tasks=task_run.reused, split=prep.stream.split,
     )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ from ..experiment.config import METHODS, RunConfig
 from ..experiment.evaluation import Prepared
 from ..experiment.pipeline import RunResult, prepare, run
 from ..method.align import LOSSES
-from ..models.backbones import EFFNET_BLOCKS
+from ..models.effnet import EFFNET_BLOCKS
 from .viz import comparison_figure, html_table
 
 _SLIDER = dict(continuous_update=False, style={"description_width": "initial"})
@@ -144,8 +144,8 @@ def show_in(output: W.Output, *items: object) -> None:
 
     The outputs are set on the widget, not captured with `with output:`. Under nbclient (the notebook tests, Voila,
     the book) a cell that captured a plotly figure now and then never finished: of 3 runs of 40 such cells, one
-    stalled, while set directly every run took 7–9 s (benchmarks/output_capture.py, RESULTS.md). Setting `outputs`
-    is what ipywidgets' own `Output.append_display_data` does (drawn here in JupyterLab and Voila)."""
+    stalled, while set directly every run took 7–9 s (benchmarks/output_capture.py, benchmarks/RESULTS.md).
+    Setting `outputs` is what ipywidgets' own `Output.append_display_data` does (drawn here in JupyterLab and Voila)."""
     output.outputs = tuple(_output_of(item) for item in items)
 
 

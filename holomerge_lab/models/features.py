@@ -1,0 +1,93 @@
+"""The on-disk cache of trunk features: the frozen trunk runs once per backbone setting and set of images.
+
+A file is keyed by the backbone's name and `settings` and by the content hash of the images, under
+``<cache root>/features`` (`HOLOMERGE_CACHE` moves the root); a warm call never runs the trunk. Kept apart from
+the families so that they hold only models, and the cache only files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data import cache_dir
+from .backbone import Backbone
+
+_CACHE_FORMAT = 1  # bump when the on-disk layout of cached features changes
+
+
+def features_dir() -> Path:
+    """Folder of cached trunk features: <cache root>/features (`HOLOMERGE_CACHE` moves the root)."""
+    return cache_dir() / "features"
+
+
+def images_digest(images) -> str:
+    """sha1 of the uint8 image bytes and their shape."""
+    a = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha1()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def features_key(backbone: Backbone, images) -> str:
+    """Cache key: backbone name + its settings + the content hash of the images."""
+    settings = json.dumps(backbone.settings, sort_keys=True, default=str)
+    tag = hashlib.sha1(f"v{_CACHE_FORMAT}|{backbone.name}|{settings}".encode()).hexdigest()[:12]
+    return f"{backbone.name}-{tag}-{images_digest(images)[:20]}"
+
+
+def _run_trunk(backbone: Backbone, images, batch_size: int, progress: bool) -> Tensor:
+    from tqdm.auto import tqdm
+
+    n = len(images)
+    chunks = []
+    backbone.trunk.eval()
+    with torch.inference_mode():
+        for i in tqdm(
+            range(0, n, batch_size),
+            desc=f"{backbone.name} trunk",
+            unit="batch",
+            disable=not progress,
+            leave=False,
+        ):
+            out = backbone.trunk(backbone.preprocess(images[i : i + batch_size]))
+            chunks.append(out if out.dtype == torch.uint8 else out.float())  # CLIP's raw pixels stay uint8
+    # outside inference mode: a normal tensor, usable later as an input to autograd / jvp
+    return torch.cat(chunks).clone() if chunks else torch.empty(0)
+
+
+def trunk_features(
+    backbone: Backbone, images, *, batch_size: int = 256, cache: bool = True, progress: bool = True
+) -> Tensor:
+    """The frozen trunk's output on uint8 images, float32, computed in batches and cached on disk.
+
+    A warm call hashes the images, loads the file and never runs the trunk. Files are written atomically.
+    """
+    if not cache:
+        return _run_trunk(backbone, images, batch_size, progress)
+    path = features_dir() / f"{features_key(backbone, images)}.npy"
+    if path.is_file():
+        try:
+            return torch.from_numpy(np.load(path))
+        except (OSError, ValueError):
+            pass  # a damaged file: recompute and overwrite it
+    feats = _run_trunk(backbone, images, batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, feats.numpy())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return feats
