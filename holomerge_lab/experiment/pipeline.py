@@ -199,8 +199,8 @@ def run(
 ) -> RunResult:
     """One method on one stream: the accuracy matrix after every task, with what was carried between tasks.
 
-    `observe`, if given, sees every merge as it happens (see `steps.Merge`): the analyses of probes.py read the models
-    around a merge from it instead of repeating this loop.
+    `observe`, if given, sees every merge as it happens (see `steps.Merge`): the analyses of probes.py read the
+    models around a merge from it instead of repeating this loop.
 
     `checkpoints`, a folder: the carried state is saved there after every task (checkpoints.py); with `resume`,
     the run continues after the newest good checkpoint of the same settings, with the same result as a run that
