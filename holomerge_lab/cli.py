@@ -336,7 +336,15 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
 
 
 def _summarize(folder: Path, write: bool, command: str) -> None:
-    from .analysis.evidence import effects, effects_table, summarize, summary_table
+    from .analysis.evidence import (
+        RUN_KEYS,
+        check_one_comparison,
+        effects,
+        effects_table,
+        summarize,
+        summary_table,
+    )
+    from .experiment.checkpoints import atomic_write_text
     from .tour.viz import format_table
 
     paths = sorted(p for p in folder.glob("*.json") if p.name != "summary.json") if folder.is_dir() else []
@@ -346,11 +354,13 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
             runs.append(json.loads(path.read_text()))
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is not a run's JSON ({e}); remove it or choose another folder") from None
-    runs = [r for r in runs if isinstance(r, dict) and {"label", "seed", "acc"} <= set(r)]
-    if not runs:
+    named = [(p, r) for p, r in zip(paths, runs, strict=True) if isinstance(r, dict) and RUN_KEYS <= set(r)]
+    if not named:
         raise UserError(
             f"no run JSON in {folder}: give a folder written by `holomerge-lab run/compare --out`"
         )
+    check_one_comparison(named)
+    runs = [r for _, r in named]
     from .experiment.config import METHODS
 
     rank = {m: i for i, m in enumerate(METHODS)}
@@ -370,7 +380,7 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         from .experiment.pipeline import RunResult
         from .tour.viz import write_report
 
-        (folder / "summary.json").write_text(json.dumps({"command": command, **to_json(runs)}, indent=1))
+        atomic_write_text(folder / "summary.json", json.dumps({"command": command, **to_json(runs)}, indent=1))
         write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command)
         print(f"wrote {folder / 'summary.json'} and {folder / 'report.html'}", file=sys.stderr)
 

@@ -8,7 +8,9 @@ its seeds are the runs with that label.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
+from ..errors import UserError
 from . import stats
 
 Run = Mapping  # one run's JSON
@@ -179,3 +181,29 @@ def stage_effects(runs: Sequence[Run], metric: str = "ACC (task mean)") -> list[
         out.append({"comparison": f"stage {stage} ({STAGE_NAMES[stage]}), mean of 4 pairs", "other": stage,
                     "metric": metric, "effect": stats.paired(on, off)})  # fmt: skip
     return out
+
+
+RUN_KEYS = {"method", "label", "stream", "seed", "acc", "acc_matrix"}  # what a run's JSON must hold to be summarized
+# the config fields that differ between the rows of one comparison; every other field must agree
+ROW_FIELDS = {"method", "pre", "during", "post", "start", "seed"}
+
+
+def check_one_comparison(named: list[tuple[Path, dict]]) -> None:
+    """The runs are rows of one comparison: one stream and the same settings but the method, its stages and the
+    seed, and one run per row and seed. Else a mean would mix runs of other data or settings under one label."""
+    first_path, first = named[0]
+    seen: dict[tuple[str, int], Path] = {}
+    for path, r in named:
+        settings = {k: v for k, v in r.get("config", {}).items() if k not in ROW_FIELDS}
+        reference = {k: v for k, v in first.get("config", {}).items() if k not in ROW_FIELDS}
+        differ = [f"{k} {reference.get(k)!r} in {first_path.name}, {settings.get(k)!r} in {path.name}"
+                  for k in sorted(set(settings) | set(reference)) if settings.get(k) != reference.get(k)]  # fmt: skip
+        if r["stream"] != first["stream"]:
+            differ.insert(0, f"stream {first['stream']} in {first_path.name}, {r['stream']} in {path.name}")
+        if differ:
+            raise UserError("these runs are not one comparison (" + "; ".join(differ[:3]) + "): summarize a folder "
+                            "per stream and setting")  # fmt: skip
+        key = (r["label"], r["seed"])
+        if key in seen:
+            raise UserError(f"{seen[key].name} and {path.name} are both {r['label']} at seed {r['seed']}: keep one")
+        seen[key] = path

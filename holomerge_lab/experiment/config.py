@@ -8,6 +8,7 @@ picks the method's start point and refuses a bad value before any data is loaded
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Sequence
@@ -150,7 +151,11 @@ class RunConfig:
             align_parameter="bias", align_teacher="previous", align_loss="mse", align_lr=1e-3, augment=False,
             align_weight_decay=0.0,
         )  # fmt: skip
+        if self.steps is not None and self.epochs is not None:
+            raise UserError(f"set steps ({self.steps}) or epochs ({self.epochs}) per task, not both")
         filled = {k: v for k, v in {**defaults, **PRESETS[self.preset]}.items() if getattr(self, k) is None}
+        if self.steps is not None or self.epochs is not None:  # what the user set wins over the preset's other one
+            filled.pop("epochs" if self.steps is not None else "steps", None)
         pixels = tower_sees_pixels(self.backbone, self.trainable_from)
         if self.augment and not pixels:
             raise UserError(
@@ -170,28 +175,7 @@ class RunConfig:
         check_choice("alignment teacher", config.align_teacher, ("previous", "current"))
         check_choice("alignment loss", config.align_loss, ALIGNMENT_LOSSES)
         check_choice("precision", config.precision, PRECISIONS)
-        if not 0.0 < config.alpha <= 1.0:
-            raise UserError(f"alpha must be in (0, 1], got {config.alpha}")
-        for name in (
-            "lr",
-            "batch_size",
-            "steps",
-            "epochs",
-            "tasks",
-            "train_per_task",
-            "test_per_task",
-            "max_train_per_task",
-        ):
-            if getattr(config, name) is not None and getattr(config, name) <= 0:
-                raise UserError(f"{name} must be positive, got {getattr(config, name)}")
-        for name in (
-            "weight_decay", "align_lr", "align_steps", "warmup_steps", "eps", "scale", "align_weight_decay",
-            "align_grad_clip",
-        ):  # fmt: skip
-            if getattr(config, name) is not None and getattr(config, name) < 0:
-                raise UserError(f"{name} must not be negative, got {getattr(config, name)}")
-        if config.steps is None and config.epochs is None:
-            raise UserError("set steps (per task) or epochs")
+        _check_numbers(config)
         if config.pretrained is not None and os.path.isfile(os.path.expanduser(config.pretrained)):
             check_checkpoint_file(os.path.expanduser(config.pretrained))  # now, not after the data is loaded
         return config
@@ -206,6 +190,63 @@ class RunConfig:
         if self.method != "holistic" or all(self.stages.values()):
             return self.method
         return "holistic −" + "−".join(name for name, on in self.stages.items() if not on)
+
+
+# Every number's valid range: (low, high, low included, high included); None is open. Every float must also be
+# finite, so a NaN, which fails no `x < 0`, never gets through.
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "alpha": (0.0, 1.0, False, True),
+    "lr": (0.0, None, False, False),
+    "batch_size": (1, None, True, False),
+    "steps": (1, None, True, False),
+    "epochs": (1, None, True, False),
+    "tasks": (1, None, True, False),
+    "train_per_task": (1, None, True, False),
+    "test_per_task": (1, None, True, False),
+    "max_train_per_task": (1, None, True, False),
+    "seed": (0, 2**32 - 1, True, True),
+    "image_size": (1, None, True, False),
+    "trainable_from": (0, None, True, False),
+    "weight_decay": (0.0, None, True, False),
+    "beta2": (0.0, 1.0, True, False),
+    "grad_clip": (0.0, None, False, False),
+    "warmup_steps": (0, None, True, False),
+    "logit_scale": (0.0, None, False, False),
+    "eps": (0.0, None, True, False),
+    "scale": (0.0, None, True, False),
+    "align_steps": (1, None, True, False),
+    "align_lr": (0.0, None, True, False),
+    "align_weight_decay": (0.0, None, True, False),
+    "align_grad_clip": (0.0, None, False, False),
+    "top_k": (0.0, 1.0, False, True),
+    "ties_scale": (0.0, None, True, False),
+    "magmax_scale": (0.0, None, True, False),
+    "opcm_alpha": (0.0, 1.0, False, True),
+    "fisher_examples": (1, None, True, False),
+    "ewc_strength": (0.0, None, True, False),
+}
+
+
+def _check_numbers(config: RunConfig) -> None:
+    """Every number set is finite and in its range (`RANGES`), before any data is loaded."""
+    for name, (low, high, low_in, high_in) in RANGES.items():
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise UserError(f"{name} must be a finite number, got {value}")
+        too_low = low is not None and (value < low if low_in else value <= low)
+        too_high = high is not None and (value > high if high_in else value >= high)
+        if too_low or too_high:
+            raise UserError(f"{name} must {_range_words(low, high, low_in, high_in)}, got {value}")
+
+
+def _range_words(low, high, low_in: bool, high_in: bool) -> str:
+    if high is None and (low, low_in) in ((0, False), (1, True)):
+        return "be positive"
+    if high is None and (low, low_in) == (0, True):
+        return "not be negative"
+    return f"be in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
 
 
 def _check_types(config: RunConfig) -> None:

@@ -210,6 +210,7 @@ def run(
     see exactly the same inputs again (task_cache.py says which toggles can reuse what)."""
     config = config.resolve()
     prep = prepared if prepared is not None else prepare(config, progress=progress)
+    check_prepared_for(config, prep)
     began = time.perf_counter()
     n = len(prep.stream.tasks)
     forward = forward_fn(prep.backbone.top, prep.theta0, tangent=config.pre)
@@ -262,6 +263,24 @@ def run(
     )  # fmt: skip
 
 
+# The settings `prepare` reads: a run on a Prepared made with other values would be labelled with its own
+# config and computed on other data
+PREPARE_FIELDS = (
+    "stream", "tasks", "train_per_task", "max_train_per_task", "test_per_task", "order", "seed", "data_root",
+    "backbone", "image_size", "trainable_from", "pretrained", "center",
+)  # fmt: skip
+
+
+def check_prepared_for(config: RunConfig, prep: Prepared) -> None:
+    """`prep` was prepared with the same data, backbone and seed as `config` asks for (both resolved)."""
+    made = prep.config.resolve()
+    differ = [f"{f}: prepared with {getattr(made, f)!r}, the run asks for {getattr(config, f)!r}"
+              for f in PREPARE_FIELDS if _jsonable({f: getattr(made, f)}) != _jsonable({f: getattr(config, f)})]  # fmt: skip
+    if differ:
+        raise UserError("this Prepared was made for other settings (" + "; ".join(differ) + "): call "
+                        "prepare(config) for this run, or replace only other fields of its config")  # fmt: skip
+
+
 def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -275,6 +294,8 @@ def compare_configs(config: RunConfig, methods: Sequence[str] = DEFAULT_METHODS)
     configs = []
     for method in methods:
         check_choice("method", method, METHODS)
+        if list(methods).count(method) > 1:  # two rows of one name: one would overwrite the other's file
+            raise UserError(f"method {method!r} is listed {list(methods).count(method)} times: list each once")
         configs.append(dataclasses.replace(config, method=method))
         if method == "holistic":
             configs += [dataclasses.replace(config, method=method, **off) for off in ABLATIONS]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UserError, check_choice
-from .finetune import batches
+from .finetune import batches, check_finite
 
 LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "mse": F.mse_loss,
@@ -29,6 +29,9 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 def feature_discrepancy(a: Tensor, b: Tensor, loss: str = "mse") -> float:
     """The alignment loss between two feature sets, as one number for a table or a notebook."""
     return float(LOSSES[loss](a, b))
+
+
+_FIX = "lower the alignment learning rate (now {:g}) or set a gradient clip, all finite"
 
 
 def align(
@@ -68,9 +71,12 @@ def align(
         with torch.no_grad():
             target = teacher_features(x) if callable(teacher_features) else teacher_features[batch]
         value = loss_fn(forward({**params, parameter: trained}, x), target)
+        if not torch.isfinite(value):
+            raise UserError(f"alignment diverged at step {step} (loss {value.item()}); {_FIX.format(lr)}")
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_([trained], grad_clip)
         optimizer.step()
+    check_finite("alignment", {parameter: trained}, _FIX.format(lr))
     return {**params, parameter: trained.detach()}

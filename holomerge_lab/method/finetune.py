@@ -117,6 +117,7 @@ def fine_tune(
         losses.append(loss.item())
         if progress is not None:
             progress(1)
+    check_finite("fine-tuning", params, f"lower the learning rate (now {lr:g}) or set a gradient clip")
     return FineTuneResult(
         params={name: p.detach() for name, p in params.items()},
         second_moment=second_moment(optimizer, params),
@@ -124,6 +125,13 @@ def fine_tune(
         beta2=betas[1],
         losses=losses,
     )
+
+
+def check_finite(what: str, params: Mapping[str, Tensor], fix: str) -> None:
+    """Refuse to hand on a model with a non-finite parameter: one NaN makes every later merge and score NaN."""
+    bad = [name for name, value in params.items() if not bool(torch.isfinite(value).all())]
+    if bad:
+        raise UserError(f"{what} diverged: {', '.join(bad[:3])} hold NaN or infinity; {fix}")
 
 
 def ewc_penalty(

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, jacrev, vmap
 
-from ..errors import check_choice
+from ..errors import UserError, check_choice
 from .fisher_ops import checked_trace, model_outputs, op_fisher
 
 KINDS = ("true", "sampled", "empirical")
@@ -56,7 +56,7 @@ def diagonal_fisher(
     `tangent_outputs`. Its Jacobian is the model's at `params` (the linearization point), so the same passes serve,
     with the outputs' values, and so the head's Jacobian and p, taken from it.
     """
-    _check_kind(kind, labels)
+    _check_arguments(kind, inputs, labels, chunk_size)
     params, values = _values(model, params, constants)
 
     def logits(p: dict[str, Tensor], x: Tensor, *tangent: Tensor) -> Tensor:
@@ -119,7 +119,7 @@ def functional_diagonal_fisher(
     chunk_size × (classes for "true") × parameters. It needs no module, so it also takes the Fisher of a tangent
     (linearized) model.
     """
-    _check_kind(kind, labels)
+    _check_arguments(kind, inputs, labels, chunk_size)
     params = {n: p.detach() for n, p in params.items()}
     generator = torch.Generator().manual_seed(seed)
     total = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -132,10 +132,17 @@ def functional_diagonal_fisher(
     return {n: v / len(inputs) for n, v in total.items()}
 
 
-def _check_kind(kind: str, labels: Tensor | None) -> None:
+def _check_arguments(kind: str, inputs: Tensor, labels: Tensor | None, chunk_size: int) -> None:
+    """A Fisher is a mean over examples: none would give 0/0 = NaN everywhere, as would a chunk of 0."""
     check_choice("Fisher kind", kind, KINDS)
     if kind == "empirical" and labels is None:
-        raise ValueError("the empirical Fisher needs the data's labels: pass labels=")
+        raise UserError("the empirical Fisher needs the data's labels: pass labels=")
+    if len(inputs) == 0:
+        raise UserError("the Fisher is a mean over examples: pass at least one input")
+    if labels is not None and len(labels) != len(inputs):
+        raise UserError(f"{len(labels)} labels for {len(inputs)} inputs: pass one label per input")
+    if chunk_size < 1:
+        raise UserError(f"chunk_size must be at least 1, got {chunk_size}")
 
 
 def _values(

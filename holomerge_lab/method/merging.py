@@ -11,6 +11,7 @@ method and lives in `settings`. A new rule is one small function added to `MERGE
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -52,8 +53,23 @@ class MergeSettings:
     fisher_floor: float = 1e-6  # Fisher merging: added to every weight (FusionBench's minimal_fisher_weight)
 
 
+def check_same_layout(what: str, a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> None:
+    """Two parameter dicts that are merged hold the same names with the same shapes: torch would broadcast a [1]
+    tensor against a [3] one and return a number that looks right."""
+    if set(a) != set(b):
+        raise UserError(f"{what}: the two models hold different parameters ({sorted(set(a) ^ set(b))[:3]}): "
+                        "merge models of one backbone")  # fmt: skip
+    for k in a:
+        if a[k].shape != b[k].shape:
+            raise UserError(f"{what}: {k!r} has shape {tuple(a[k].shape)} in one and {tuple(b[k].shape)} in the "
+                            "other: merge models of one backbone")  # fmt: skip
+
+
 def interpolate(prev: Mapping[str, Tensor], new: Mapping[str, Tensor], alpha: float) -> Params:
-    """(1 − α)·prev + α·new, key by key."""
+    """(1 − α)·prev + α·new, key by key (α outside [0, 1] extrapolates along the line, as a landscape may)."""
+    if not math.isfinite(alpha):
+        raise UserError(f"interpolate: alpha must be a finite number, got {alpha}")
+    check_same_layout("interpolate", prev, new)
     return {k: torch.lerp(prev[k], new[k], alpha) for k in prev}
 
 
@@ -75,6 +91,12 @@ def fisher_weighted_merge(
     channel): the authors' code turns them into 0/0 = NaN. Returns (θ̄(t), F̄(t)); F̄(t) never includes ε.
     Negative or NaN weights are refused: they are not second moments.
     """
+    if not 0.0 <= alpha <= 1.0 or not math.isfinite(eps) or eps < 0:
+        raise UserError(f"fisher_weighted_merge: alpha must be in [0, 1] and eps finite and >= 0, got {alpha}, {eps}")
+    check_same_layout("fisher_weighted_merge", prev, new)
+    for k in set(prev_weight) & set(new_weight):
+        if not prev_weight[k].shape == new_weight[k].shape == prev[k].shape:
+            raise UserError(f"fisher_weighted_merge: the weights of {k!r} do not have its shape {tuple(prev[k].shape)}")
     merged, carried_weight = {}, {}
     for k in prev:
         if k not in prev_weight or k not in new_weight:

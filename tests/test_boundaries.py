@@ -1,0 +1,198 @@
+"""No silent wrong number: a setting outside its range, a non-finite value, a model that diverged or a prepared run of
+other data is refused in one line before it can produce a number that looks right (issue 24, first part).
+Each case here passed silently before: a NaN model with exit 0, a preset's steps run for `--epochs`, a [1] tensor
+broadcast in a merge, a run labelled with one seed and computed on another's data."""
+
+import contextlib
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import small_config
+from torch import nn
+
+from holomerge_lab.cli import main
+from holomerge_lab.errors import UserError
+from holomerge_lab.experiment.config import RunConfig
+from holomerge_lab.experiment.pipeline import compare_configs, run
+from holomerge_lab.method.align import align
+from holomerge_lab.method.finetune import fine_tune
+from holomerge_lab.method.fisher import diagonal_fisher
+from holomerge_lab.method.linearize import forward_fn
+from holomerge_lab.method.merging import fisher_weighted_merge, interpolate
+
+SMALL = ["--stream", "split-digits", "--tasks", "2", "--train-per-task", "30", "--test-per-task", "10", "--quiet"]
+
+
+def test_epochs_mean_epochs_when_the_preset_has_steps():
+    config = RunConfig(epochs=1).resolve()  # the quick preset sets steps=100
+    assert config.epochs == 1 and config.steps is None
+    assert RunConfig(steps=7, preset="paper").resolve().epochs is None  # and the paper preset's epochs yield too
+
+
+def test_steps_and_epochs_together_are_refused():
+    with pytest.raises(UserError, match="steps .* or epochs .* not both"):
+        RunConfig(steps=5, epochs=1).resolve()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("align_lr", math.inf), ("align_grad_clip", math.nan), ("align_weight_decay", math.inf), ("lr", math.nan),
+     ("eps", math.nan), ("scale", math.inf), ("magmax_scale", math.nan), ("alpha", math.nan),
+     ("ewc_strength", math.inf), ("grad_clip", math.nan)],
+)  # fmt: skip
+def test_non_finite_settings_are_refused(field, value):
+    with pytest.raises(UserError, match=f"{field} must be a finite number"):
+        RunConfig(**{field: value}).resolve()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("logit_scale", 0.0), ("logit_scale", -3.0), ("opcm_alpha", 5.0), ("ewc_strength", -1.0), ("beta2", 1.5),
+     ("beta2", 1.0), ("seed", -1), ("seed", 2**40), ("align_steps", 0), ("grad_clip", 0.0), ("top_k", 0.0),
+     ("fisher_examples", 0), ("alpha", 1.5)],
+)  # fmt: skip
+def test_settings_out_of_range_are_refused(field, value):
+    with pytest.raises(UserError, match=f"{field} must (be in [\\[(].*|be positive|not be negative), got"):
+        RunConfig(**{field: value}).resolve()
+
+
+@pytest.mark.parametrize("flag", [["--lr", "nan"], ["--align-lr", "inf"], ["--align-grad-clip", "nan"]])
+def test_a_non_finite_flag_is_one_line_exit_2_and_writes_nothing(flag, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *SMALL, "--steps", "2", *flag, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "finite" in err and "Traceback" not in err, err
+    assert not out.exists()  # no run-settings.json left to block the next, correct run
+
+
+def test_the_same_method_twice_is_refused_before_any_work():
+    with pytest.raises(UserError, match="'zero-shot' is listed 2 times"):
+        compare_configs(RunConfig(), ["zero-shot", "average", "zero-shot"])
+
+
+def _linear():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    return model, {n: p.detach() for n, p in model.named_parameters()}
+
+
+def test_a_fine_tune_that_ends_non_finite_is_refused():
+    """One step at an infinite learning rate: the loss before the step was finite, the parameters after are not."""
+    model, theta0 = _linear()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with pytest.raises(UserError, match="fine-tuning diverged: .* NaN or infinity; lower the learning rate"):
+        fine_tune(forward_fn(model, theta0, tangent=False), theta0, x, y, lambda z: z, steps=1, lr=math.inf)
+
+
+def test_an_alignment_that_diverges_is_refused():
+    model, theta0 = _linear()
+    x = torch.randn(16, 4)
+    with pytest.raises(UserError, match="alignment diverged.*lower the alignment learning rate"):
+        align(forward_fn(model, theta0, tangent=False), theta0, torch.randn(16, 3), x, parameter="bias", steps=3,
+              lr=math.inf, batch_size=8)  # fmt: skip
+
+
+def test_merges_refuse_parameters_of_other_shapes_and_weights_outside_0_1():
+    prev, new = {"w": torch.zeros(3)}, {"w": torch.ones(1)}
+    with pytest.raises(UserError, match="'w' has shape \\(3,\\) in one and \\(1,\\)"):
+        interpolate(prev, new, 0.5)
+    with pytest.raises(UserError, match="different parameters"):
+        interpolate(prev, {"v": torch.ones(3)}, 0.5)
+    with pytest.raises(UserError, match="finite"):
+        interpolate(prev, {"w": torch.ones(3)}, math.nan)
+    weights = {"w": torch.ones(3)}
+    with pytest.raises(UserError, match="alpha must be in \\[0, 1\\]"):
+        fisher_weighted_merge(prev, {"w": torch.ones(3)}, weights, weights, 1.5)
+    with pytest.raises(UserError, match="do not have its shape"):
+        fisher_weighted_merge(prev, {"w": torch.ones(3)}, weights, {"w": torch.ones(1)}, 0.5)
+
+
+def test_a_fisher_over_no_examples_is_refused():
+    model, _ = _linear()
+    with pytest.raises(UserError, match="at least one input"):
+        diagonal_fisher(model, torch.zeros(0, 4), None, "true")
+    with pytest.raises(UserError, match="2 labels for 4 inputs"):
+        diagonal_fisher(model, torch.zeros(4, 4), torch.zeros(2, dtype=torch.long), "empirical")
+
+
+@pytest.mark.parametrize("other", [{"seed": 1}, {"tasks": 2}, {"stream": "split-mnist"}, {"test_per_task": 10}])
+def test_a_run_on_a_prepared_run_of_other_data_is_refused(small_prepared, other):
+    with pytest.raises(UserError, match="this Prepared was made for other settings .*prepare\\(config\\)"):
+        run(small_config(method="zero-shot", **other), small_prepared, progress=False)
+
+
+def test_a_run_on_its_own_prepared_run_still_runs(small_prepared):
+    result = run(small_config(method="zero-shot"), small_prepared, progress=False)
+    assert result.acc_matrix.shape == (3, 3)
+
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """A real comparison's folder: two methods on two seeds."""
+    out = tmp_path_factory.mktemp("compared") / "results"
+    assert main(["compare", *SMALL, "--steps", "2", "--methods", "zero-shot", "average", "--seeds", "0", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    return out
+
+
+def _copy_runs(compared: Path, to: Path) -> Path:
+    to.mkdir()
+    for path in compared.glob("*-seed*.json"):
+        (to / path.name).write_text(path.read_text())
+    return to
+
+
+def _edit(path: Path, **changes) -> None:
+    run = json.loads(path.read_text())
+    config = changes.pop("config", {})
+    run.update(changes)
+    run["config"].update(config)
+    path.write_text(json.dumps(run))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [({"stream": "rotated-mnist"}, "stream split-digits in .* rotated-mnist in"),
+     ({"config": {"lr": 0.01}}, "lr 0.0001 in .* 0.01 in"),
+     ({"seed": 0}, "are both average at seed 0")],
+)  # fmt: skip
+def test_summarize_refuses_runs_that_are_not_one_comparison(compared, tmp_path, capsys, change, message):
+    folder = _copy_runs(compared, tmp_path / "mixed")
+    _edit(folder / "average-seed1.json", **change)
+    assert main(["summarize", str(folder), "--write"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err) and "Traceback" not in err, err
+    assert not (folder / "summary.json").exists()
+
+
+def test_summarize_of_one_comparison_still_writes(compared, tmp_path):
+    folder = _copy_runs(compared, tmp_path / "one")
+    assert main(["summarize", str(folder), "--write"]) == 0
+    assert json.loads((folder / "summary.json").read_text())["command"].startswith("holomerge-lab summarize")
+
+
+def test_summarize_on_a_full_disk_leaves_the_old_summary_whole(compared, tmp_path, capsys):
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        folder = _copy_runs(compared, disk / "runs")
+        old = '{"command": "an earlier summary"}'
+        (folder / "summary.json").write_text(old)
+        with open(disk / "filler", "wb", buffering=0) as filler:  # fill the disk to its last byte
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 4096)
+        assert main(["summarize", str(folder), "--write"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "No space left on device" in err, err
+        assert (folder / "summary.json").read_text() == old
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
