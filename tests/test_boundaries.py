@@ -196,3 +196,14 @@ def test_summarize_on_a_full_disk_leaves_the_old_summary_whole(compared, tmp_pat
         assert (folder / "summary.json").read_text() == old
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_setting_only_one_method_reads_may_differ_between_rows_not_between_seeds(compared, tmp_path, capsys):
+    """TIES's λ (ties_scale) is the TIES row's own: other rows may hold another value, its seeds may not."""
+    folder = _copy_runs(compared, tmp_path / "own")
+    for path in folder.glob("average-seed*.json"):
+        _edit(path, config={"ties_scale": 0.5})
+    assert main(["summarize", str(folder)]) == 0
+    _edit(folder / "average-seed1.json", config={"ties_scale": 0.7})
+    assert main(["summarize", str(folder)]) == 2
+    assert "ties_scale 0.5 in average-seed0.json, 0.7 in average-seed1.json" in capsys.readouterr().err

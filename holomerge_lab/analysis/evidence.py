@@ -184,22 +184,31 @@ def stage_effects(runs: Sequence[Run], metric: str = "ACC (task mean)") -> list[
 
 
 RUN_KEYS = {"method", "label", "stream", "seed", "acc", "acc_matrix"}  # what a run's JSON must hold to be summarized
-# the config fields that differ between the rows of one comparison; every other field must agree
+# the config fields that differ between the rows of one comparison, and those only some methods read (a row's own
+# setting: TIES's λ, MagMax's, OPCM's, the Fisher of fisher and ewc), which must agree only between a row's seeds
 ROW_FIELDS = {"method", "pre", "during", "post", "start", "seed"}
+METHOD_FIELDS = {"ties_scale", "top_k", "magmax_scale", "opcm_alpha", "fisher_kind", "fisher_examples", "ewc_strength"}
+
+
+def _differences(a: tuple[Path, dict], b: tuple[Path, dict], ignore: set[str]) -> list[str]:
+    (path_a, run_a), (path_b, run_b) = a, b
+    one, other = ({k: v for k, v in r.get("config", {}).items() if k not in ignore} for r in (run_a, run_b))
+    differ = [f"{k} {one.get(k)!r} in {path_a.name}, {other.get(k)!r} in {path_b.name}"
+              for k in sorted(set(one) | set(other)) if one.get(k) != other.get(k)]  # fmt: skip
+    if run_a["stream"] != run_b["stream"]:
+        differ.insert(0, f"stream {run_a['stream']} in {path_a.name}, {run_b['stream']} in {path_b.name}")
+    return differ
 
 
 def check_one_comparison(named: list[tuple[Path, dict]]) -> None:
-    """The runs are rows of one comparison: one stream and the same settings but the method, its stages and the
-    seed, and one run per row and seed. Else a mean would mix runs of other data or settings under one label."""
-    first_path, first = named[0]
+    """The runs are rows of one comparison: one stream and the same settings but the method, its stages, its own
+    settings and the seed; each row's seeds with the same settings but the seed; one run per row and seed. Else a
+    mean would mix runs of other data or settings under one label."""
     seen: dict[tuple[str, int], Path] = {}
+    first_of_row: dict[str, tuple[Path, dict]] = {}
     for path, r in named:
-        settings = {k: v for k, v in r.get("config", {}).items() if k not in ROW_FIELDS}
-        reference = {k: v for k, v in first.get("config", {}).items() if k not in ROW_FIELDS}
-        differ = [f"{k} {reference.get(k)!r} in {first_path.name}, {settings.get(k)!r} in {path.name}"
-                  for k in sorted(set(settings) | set(reference)) if settings.get(k) != reference.get(k)]  # fmt: skip
-        if r["stream"] != first["stream"]:
-            differ.insert(0, f"stream {first['stream']} in {first_path.name}, {r['stream']} in {path.name}")
+        row = first_of_row.setdefault(r["label"], (path, r))
+        differ = _differences(named[0], (path, r), ROW_FIELDS | METHOD_FIELDS) or _differences(row, (path, r), {"seed"})
         if differ:
             raise UserError("these runs are not one comparison (" + "; ".join(differ[:3]) + "): summarize a folder "
                             "per stream and setting")  # fmt: skip
