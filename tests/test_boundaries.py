@@ -207,3 +207,33 @@ def test_a_setting_only_one_method_reads_may_differ_between_rows_not_between_see
     _edit(folder / "average-seed1.json", config={"ties_scale": 0.7})
     assert main(["summarize", str(folder)]) == 2
     assert "ties_scale 0.5 in average-seed0.json, 0.7 in average-seed1.json" in capsys.readouterr().err
+
+
+def _tampered(small_prepared, tmp_path, change) -> Path:
+    """A run's checkpoints with the newest one edited by `change(state)` and saved again, loadable as ever."""
+    folder = tmp_path / "checkpoints"
+    run(small_config(), small_prepared, progress=False, checkpoints=folder)
+    newest = sorted(folder.glob("task-*.pt"))[-1]
+    state = torch.load(newest, weights_only=True)
+    change(state)
+    torch.save(state, newest)
+    return newest
+
+
+def _wrong_shape(state):
+    name = next(iter(state["carried"]["merged"]))
+    state["carried"]["merged"][name] = state["carried"]["merged"][name].flatten()[:1]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [(_wrong_shape, "carried merged .* of shape \\(1,\\), not θ0's"),
+     (lambda s: s.update(acc_matrix=torch.zeros(5, 5)), "an accuracy matrix of shape .*5, 5.*not 3 × 3"),
+     (lambda s: s.update(task=10), "task index 10 outside a 3-task stream")],
+)  # fmt: skip
+def test_a_checkpoint_whose_content_is_not_this_runs_is_refused(small_prepared, tmp_path, change, message):
+    """Each of these resumed before: to ACC 0.033 on wrong shapes, a 5 × 5 matrix saved as the result, or every
+    remaining task skipped and NaN saved as complete."""
+    path = _tampered(small_prepared, tmp_path, change)
+    with pytest.raises(UserError, match=f"checkpoint {re.escape(str(path))} does not hold what this run saves .*{message}"):
+        run(small_config(), small_prepared, progress=False, checkpoints=path.parent, resume=True)

@@ -127,9 +127,45 @@ def check_compatible(state: dict, config: dict, path: Path) -> None:
         )
 
 
-def latest_checkpoint(directory: Path, config: dict) -> tuple[dict | None, list[str]]:
+PARAMETER_DICTS = ("merged", "weight", "finetuned", "task_vector")  # carried entries shaped like θ0
+
+
+def check_content(state: dict, theta0: dict, n_tasks: int, path: Path) -> None:
+    """What a checkpoint holds is what a run of these settings saves after its task: a task index inside the
+    stream, an n × n accuracy matrix, one pooled accuracy and one byte count per task done, and carried parameters
+    with θ0's names and shapes, all finite. A file that only loads and names the right settings is not enough:
+    merged parameters of another shape would resume to a number that looks like a result."""
+    problems = []
+    task = state.get("task")
+    if not isinstance(task, int) or not 0 <= task < n_tasks:
+        problems.append(f"task index {task!r} outside a {n_tasks}-task stream")
+    else:
+        matrix = state.get("acc_matrix")
+        if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != (n_tasks, n_tasks):
+            problems.append(f"an accuracy matrix of shape {getattr(matrix, 'shape', None)}, not {n_tasks} × {n_tasks}")
+        for key in ("joint_accuracy", "state_bytes"):
+            if len(state.get(key) or ()) != task + 1:
+                problems.append(f"{len(state.get(key) or ())} entries of {key} after task {task + 1}")
+    for entry in PARAMETER_DICTS:
+        params = (state.get("carried") or {}).get(entry)
+        if params is None:
+            continue
+        for name, value in params.items():
+            if name not in theta0 or value.shape != theta0[name].shape:
+                problems.append(f"carried {entry} {name!r} of shape {tuple(value.shape)}, not θ0's")
+            elif not bool(torch.isfinite(value).all()):
+                problems.append(f"carried {entry} {name!r} holds NaN or infinity")
+    if problems:
+        raise UserError(f"checkpoint {path} does not hold what this run saves ({'; '.join(problems[:3])}): delete "
+                        "it to resume from the one before it, or start the run again without --resume")  # fmt: skip
+
+
+def latest_checkpoint(
+    directory: Path, config: dict, theta0: dict | None = None, n_tasks: int | None = None
+) -> tuple[dict | None, list[str]]:
     """The newest checkpoint in `directory` that loads and matches `config` (None if there is none), and a
-    message for every newer file that had to be skipped because it was damaged."""
+    message for every newer file that had to be skipped because it was damaged. Given θ0 and the number of
+    tasks, its content is checked too (`check_content`)."""
     skipped = []
     for path in sorted(Path(directory).glob("task-*.pt"), reverse=True):
         try:
@@ -138,5 +174,7 @@ def latest_checkpoint(directory: Path, config: dict) -> tuple[dict | None, list[
             skipped.append(str(e))
             continue
         check_compatible(state, config, path)
+        if theta0 is not None and n_tasks is not None:
+            check_content(state, theta0, n_tasks, path)
         return state, skipped
     return None, skipped

@@ -223,7 +223,7 @@ def run(
     settings_json = _jsonable(dataclasses.asdict(config))
     first, elapsed = 0, 0.0
     if checkpoints is not None and resume:
-        state, skipped = latest_checkpoint(checkpoints, settings_json)
+        state, skipped = latest_checkpoint(checkpoints, settings_json, prep.theta0, n)
         for message in skipped:
             warnings.warn(message, stacklevel=2)
         if state is not None:
