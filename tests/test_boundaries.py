@@ -8,6 +8,7 @@ import json
 import math
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from conftest import small_config
 from torch import nn
 
 from holomerge_lab.cli import main
+from holomerge_lab.data import load_source
 from holomerge_lab.errors import UserError
 from holomerge_lab.experiment.config import RunConfig
 from holomerge_lab.experiment.pipeline import compare_configs, run
@@ -237,3 +239,29 @@ def test_a_checkpoint_whose_content_is_not_this_runs_is_refused(small_prepared, 
     path = _tampered(small_prepared, tmp_path, change)
     with pytest.raises(UserError, match=f"checkpoint {re.escape(str(path))} does not hold what this run saves .*{message}"):
         run(small_config(), small_prepared, progress=False, checkpoints=path.parent, resume=True)
+
+
+def test_a_data_cache_file_of_another_data_set_is_decoded_again(tmp_path, monkeypatch):
+    """Before, a decoded data set copied over another's file was read as that one: "animal" numbers on digits."""
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path))
+    load_source("digits")
+    animal = load_source("animal-mnist")
+    (tmp_path / "animal-mnist-v2.npz").write_bytes((tmp_path / "digits-v2.npz").read_bytes())
+    with pytest.warns(UserWarning, match="holds 'digits' .* not 'animal-mnist'; decoding again"):
+        again = load_source("animal-mnist")
+    assert torch.equal(again.train_images, animal.train_images) and again.class_names == animal.class_names
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[: len(b) // 2], lambda b: bytes(len(b))])
+def test_a_damaged_data_cache_file_heals(tmp_path, monkeypatch, damage):
+    """Before, a truncated file was a traceback (random bytes suggested allow_pickle) until deleted by hand."""
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path))
+    first = load_source("digits")
+    path = tmp_path / "digits-v2.npz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.warns(UserWarning, match="unreadable or unverifiable .*decoding digits again"):
+        again = load_source("digits")
+    assert torch.equal(again.train_images, first.train_images) and torch.equal(again.test_labels, first.test_labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # healed: read back with no warning
+        assert torch.equal(load_source("digits").train_images, first.train_images)

@@ -159,35 +159,54 @@ def to_source(name: str, arrays: tuple, split: str = "") -> Source:
     )
 
 
+_FIELDS = ("train_images", "train_labels", "test_images", "test_labels", "class_names", "train_sizes")
+
+
+def _digest(arrays: tuple) -> str:
+    """SHA-256 of the arrays' dtypes, shapes and bytes: what a cache file must hold to be trusted."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(np.asarray(array) if not isinstance(array, tuple) else np.array(array, dtype=str))
+        digest.update(f"{array.dtype.str} {array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _read_cached(path: Path, key: str) -> tuple | None:
+    """The arrays of a cache file, if it is whole and is `key`'s (its recorded key and content digest match);
+    else None with a warning, and the caller decodes again: a damaged or swapped file heals, never misleads."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = tuple(z[f] for f in _FIELDS if f in z.files)
+            stored_key, stored_digest = str(z["key"]), str(z["sha256"])
+    except Exception as err:  # truncated, not an npz, or written before files recorded their key and digest
+        warnings.warn(f"cache file {path} is unreadable or unverifiable ({type(err).__name__}); decoding {key} again",
+                      stacklevel=4)  # fmt: skip
+        return None
+    arrays = (*arrays[:4], tuple(arrays[4].tolist()), *arrays[5:])
+    if stored_key != key or _digest(arrays) != stored_digest:
+        warnings.warn(f"cache file {path} holds {stored_key!r} or other bytes than it recorded, not {key!r}; "
+                      "decoding again", stacklevel=4)  # fmt: skip
+        return None
+    return arrays
+
+
 def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
-    """Decode once, then read the arrays back from ``cache_dir()/<key>.npz`` (written atomically)."""
+    """Decode once, then read the arrays back from ``cache_dir()/<key>.npz`` (written atomically, with its key and
+    a digest of its content, both checked when it is read)."""
     path = cache_dir() / f"{key}-v{_CACHE_VERSION}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            sizes = (z["train_sizes"],) if "train_sizes" in z.files else ()
-            return (
-                z["train_images"],
-                z["train_labels"],
-                z["test_images"],
-                z["test_labels"],
-                tuple(z["class_names"].tolist()),
-                *sizes,
-            )
+        arrays = _read_cached(path, key)
+        if arrays is not None:
+            return arrays
     arrays = decode()
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}-", suffix=".npz")
         with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                train_images=arrays[0],
-                train_labels=arrays[1],
-                test_images=arrays[2],
-                test_labels=arrays[3],
-                class_names=np.array(arrays[4], dtype=str),
-                **({"train_sizes": arrays[5]} if len(arrays) > 5 else {}),
-            )
+            named = dict(zip(_FIELDS, (*arrays[:4], np.array(arrays[4], dtype=str), *arrays[5:]), strict=False))
+            np.savez(f, **named, key=np.array(key), sha256=np.array(_digest(arrays)))
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache folder may be shared
         os.replace(tmp, path)
     except OSError as err:  # a read-only or full cache folder must not stop the run
