@@ -177,7 +177,7 @@ def test_trunk_features_cache(counted, digits):
     assert calls == []  # read from disk: the trunk never ran
     torch.testing.assert_close(warm, cold, rtol=0, atol=0)
     files = sorted(p.name for p in folder.iterdir())
-    assert len(files) == 1 and files[0].endswith(".npy")  # no temp file left behind
+    assert len(files) == 1 and files[0].endswith(".npz")  # no temp file left behind
     # the cached tensor feeds autograd (no inference-mode tensors escape)
     w = dict(bb.top.named_parameters())["_conv_head.weight"]
     bb.top(cold[:2]).sum().backward()

@@ -26,6 +26,8 @@ from holomerge_lab.method.finetune import fine_tune
 from holomerge_lab.method.fisher import diagonal_fisher
 from holomerge_lab.method.linearize import forward_fn
 from holomerge_lab.method.merging import fisher_weighted_merge, interpolate
+from holomerge_lab.models.features import features_dir, features_key, trunk_features
+from holomerge_lab.models.zoo import build_backbone
 
 SMALL = ["--stream", "split-digits", "--tasks", "2", "--train-per-task", "30", "--test-per-task", "10", "--quiet"]
 
@@ -265,3 +267,21 @@ def test_a_damaged_data_cache_file_heals(tmp_path, monkeypatch, damage):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # healed: read back with no warning
         assert torch.equal(load_source("digits").train_images, first.train_images)
+
+
+def test_swapped_feature_files_are_computed_again(tmp_path, monkeypatch):
+    """Before, two tasks' train-feature files swapped were read as each other's (ACC 0.05)."""
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path))
+    backbone = build_backbone("effnet-lite0")
+    images = load_source("digits").train_images[:24]
+    first, second = images[:12], images[12:]
+    a = trunk_features(backbone, first, progress=False)
+    b = trunk_features(backbone, second, progress=False)
+    path_a, path_b = (features_dir() / f"{features_key(backbone, x)}.npz" for x in (first, second))
+    swapped = path_b.read_bytes()
+    path_b.write_bytes(path_a.read_bytes())
+    path_a.write_bytes(swapped)
+    with pytest.warns(UserWarning, match="hold other images' features"):
+        again = trunk_features(backbone, first, progress=False)
+    torch.testing.assert_close(again, a, rtol=0, atol=0)
+    assert not torch.equal(a, b)

@@ -1,8 +1,10 @@
 """The on-disk cache of trunk features: the frozen trunk runs once per backbone setting and set of images.
 
 A file is keyed by the backbone's name and `settings` and by the content hash of the images, under
-``<cache root>/features`` (`HOLOMERGE_CACHE` moves the root); a warm call never runs the trunk. Kept apart from
-the families so that they hold only models, and the cache only files.
+``<cache root>/features`` (`HOLOMERGE_CACHE` moves the root); a warm call never runs the trunk. Each file also
+records its key and a digest of its features, checked when it is read: a file renamed or swapped with another
+task's, or edited, is computed again, never read as these images' features. Kept apart from the families so that
+they hold only models, and the cache only files.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,7 @@ from torch import Tensor
 from ..data import cache_dir
 from .backbone import Backbone
 
-_CACHE_FORMAT = 1  # bump when the on-disk layout of cached features changes
+_CACHE_FORMAT = 2  # bump when the on-disk layout of cached features changes (2: .npz with key and digest)
 
 
 def features_dir() -> Path:
@@ -74,20 +77,42 @@ def trunk_features(
     """
     if not cache:
         return _run_trunk(backbone, images, batch_size, progress)
-    path = features_dir() / f"{features_key(backbone, images)}.npy"
+    key = features_key(backbone, images)
+    path = features_dir() / f"{key}.npz"
     if path.is_file():
-        try:
-            return torch.from_numpy(np.load(path))
-        except (OSError, ValueError):
-            pass  # a damaged file: recompute and overwrite it
+        feats = _read(path, key, len(images))
+        if feats is not None:
+            return feats
     feats = _run_trunk(backbone, images, batch_size, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.save(f, feats.numpy())
+            array = feats.numpy()
+            np.savez(f, features=array, key=np.array(key), sha1=np.array(_digest(array)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return feats
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha1(f"{array.dtype.str}{array.shape}".encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _read(path: Path, key: str, rows: int) -> Tensor | None:
+    """The features in `path` if it is whole and is `key`'s (recorded key, digest and row count); else None, with
+    a warning, and the caller recomputes and overwrites it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            array, stored_key, stored_digest = z["features"], str(z["key"]), str(z["sha1"])
+    except Exception as err:  # truncated, or not this cache's file
+        warnings.warn(f"cached features {path.name} are unreadable ({type(err).__name__}); computing them again",
+                      stacklevel=3)  # fmt: skip
+        return None
+    if stored_key != key or len(array) != rows or _digest(array) != stored_digest:
+        warnings.warn(f"cached features {path.name} hold other images' features or other bytes than recorded; "
+                      "computing them again", stacklevel=3)  # fmt: skip
+        return None
+    return torch.from_numpy(array)
