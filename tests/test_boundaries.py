@@ -21,11 +21,12 @@ from holomerge_lab.data import load_source
 from holomerge_lab.errors import UserError
 from holomerge_lab.experiment.config import RunConfig
 from holomerge_lab.experiment.pipeline import compare_configs, run
+from holomerge_lab.experiment.task_cache import cached_task
 from holomerge_lab.method.align import align
 from holomerge_lab.method.finetune import fine_tune
 from holomerge_lab.method.fisher import diagonal_fisher
 from holomerge_lab.method.linearize import forward_fn
-from holomerge_lab.method.merging import fisher_weighted_merge, interpolate
+from holomerge_lab.method.merging import TaskModel, fisher_weighted_merge, interpolate
 from holomerge_lab.models.features import features_dir, features_key, trunk_features
 from holomerge_lab.models.zoo import build_backbone
 
@@ -285,3 +286,25 @@ def test_swapped_feature_files_are_computed_again(tmp_path, monkeypatch):
         again = trunk_features(backbone, first, progress=False)
     torch.testing.assert_close(again, a, rtol=0, atol=0)
     assert not torch.equal(a, b)
+
+
+def test_a_cached_task_model_of_other_shapes_is_trained_again(tmp_path):
+    """Before, a stored task model whose tensors had been cut to size 1 was "reused" and merged."""
+    like = {"w": torch.zeros(3), "b": torch.zeros(2)}
+    trained = []
+
+    def train():
+        trained.append(1)
+        return TaskModel({"w": torch.ones(3), "b": torch.ones(2)}, {"w": torch.full((3,), 0.1)}, 5, 0.999), [0.7]
+
+    model, _, hit = cached_task(tmp_path, "k", train, like=like)
+    assert not hit and trained == [1]
+    assert cached_task(tmp_path, "k", train, like=like)[2] and trained == [1]  # a hit, as before
+    path = tmp_path / "k.pt"
+    state = torch.load(path, weights_only=True)
+    state["params"] = {name: value[:1] for name, value in state["params"].items()}
+    torch.save(state, path)
+    again, _, hit = cached_task(tmp_path, "k", train, like=like)
+    assert not hit and trained == [1, 1] and again.params["w"].shape == (3,)
+    (tmp_path / "other.pt").write_bytes(path.read_bytes())  # a whole entry, copied under another key's name
+    assert cached_task(tmp_path, "other", train, like=like)[2] is False and trained == [1, 1, 1]

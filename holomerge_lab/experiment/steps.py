@@ -94,7 +94,7 @@ class TaskRun:
             return train()
         inputs = task_inputs(self.prep, self.config, start, t, fisher)
         device = next(iter(start.values())).device
-        task, losses, hit = cached_task(self.task_cache, task_key(inputs), train, device)
+        task, losses, hit = cached_task(self.task_cache, task_key(inputs), train, device, like=start)
         self.bar.update(self.steps if hit else 0)
         self.reused += hit
         return task, losses

@@ -60,9 +60,11 @@ def cached_task(
     key: str,
     train: Callable[[], tuple[TaskModel, list[float]]],
     device: torch.device | str = "cpu",
+    like: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[TaskModel, list[float], bool]:
     """The fine-tuned model and losses for `key`: loaded (onto `device`) if stored, else trained and stored. Also:
-    whether it was a hit."""
+    whether it was a hit. A stored entry is used only if it records `key` and, given `like` (the start point), its
+    parameters and v have those names and shapes and are finite; else it is trained again and overwritten."""
     path = Path(directory) / f"{key}.pt"
     if path.exists():
         try:
@@ -70,13 +72,30 @@ def cached_task(
             model = TaskModel(
                 state["params"], state["second_moment"], state["steps"], state["beta2"], state["fisher"]
             )
-            return model, state["losses"], True
+            if state["key"] == key and _fits(model, like):
+                return model, state["losses"], True
         except Exception:  # a damaged entry is only a miss: train again and overwrite it
-            path.unlink(missing_ok=True)
+            pass
+        path.unlink(missing_ok=True)
     model, losses = train()
     state = {
         "params": model.params, "second_moment": model.second_moment, "steps": model.steps, "beta2": model.beta2,
-        "fisher": model.fisher, "losses": list(losses),
+        "fisher": model.fisher, "losses": list(losses), "key": key,
     }  # fmt: skip
     atomic_save(path, state)
     return model, losses, False
+
+
+def _fits(model: TaskModel, like: Mapping[str, torch.Tensor] | None) -> bool:
+    """The stored model is one of these parameters: θ(t) with `like`'s names and shapes, v and the Fisher on a
+    subset of them, every value finite."""
+    if like is None:
+        return True
+    if set(model.params) != set(like):
+        return False
+    parts = [model.params, model.second_moment, *([model.fisher] if model.fisher is not None else [])]
+    return all(
+        name in like and value.shape == like[name].shape and bool(torch.isfinite(value).all())
+        for part in parts
+        for name, value in part.items()
+    )
