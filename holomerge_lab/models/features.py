@@ -32,7 +32,7 @@ def features_dir() -> Path:
 
 
 def images_digest(images) -> str:
-    """sha1 of the uint8 image bytes and their shape."""
+    """sha1 of an array's dtype, shape and bytes: the images' in a file's key, the features' inside the file."""
     a = images.detach().cpu().numpy() if isinstance(images, Tensor) else np.asarray(images)
     a = np.ascontiguousarray(a)
     h = hashlib.sha1()
@@ -89,16 +89,12 @@ def trunk_features(
     try:
         with os.fdopen(fd, "wb") as f:
             array = feats.numpy()
-            np.savez(f, features=array, key=np.array(key), sha1=np.array(_digest(array)))
+            np.savez(f, features=array, key=np.array(key), sha1=np.array(images_digest(array)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return feats
-
-
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha1(f"{array.dtype.str}{array.shape}".encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _read(path: Path, key: str, rows: int) -> Tensor | None:
@@ -111,7 +107,7 @@ def _read(path: Path, key: str, rows: int) -> Tensor | None:
         warnings.warn(f"cached features {path.name} are unreadable ({type(err).__name__}); computing them again",
                       stacklevel=3)  # fmt: skip
         return None
-    if stored_key != key or len(array) != rows or _digest(array) != stored_digest:
+    if stored_key != key or len(array) != rows or images_digest(array) != stored_digest:
         warnings.warn(f"cached features {path.name} hold other images' features or other bytes than recorded; "
                       "computing them again", stacklevel=3)  # fmt: skip
         return None
