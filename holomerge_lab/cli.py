@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,7 +21,11 @@ from .cli_output import (
     SETTINGS_FILE,
     _check_cache,
     _claim,
+    _discard,
+    _message,
     _name,
+    _no_constant,
+    _one_line_warning,
     _output_folder,
     _save,
     _settings,
@@ -212,7 +217,7 @@ def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
     """The arguments of the run saved in --resume DIR, with this call's output options; a setting typed now that
     contradicts the saved run is refused, naming each difference."""
     folder = args.resume
-    if args.out is not None and args.out != folder:
+    if args.out is not None and args.out.resolve() != folder.resolve():
         raise UserError(f"--resume {folder} and --out {args.out} differ; a run resumes in its own folder")
     if not folder.is_dir():
         raise UserError(
@@ -258,9 +263,9 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
 
     from .analysis.evidence import effects, effects_table, summarize, summary_table
     from .data import cache_dir
-    from .experiment.checkpoints import atomic_write_text
     from .experiment.config import METHODS
     from .experiment.pipeline import DEFAULT_METHODS, compare_configs, prepare, run
+    from .files import atomic_write_text
     from .tour.viz import format_table, results_table
 
     if args.resume is not None:
@@ -275,6 +280,10 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
         configs = [config]
     else:
         methods = args.methods or DEFAULT_METHODS
+        if "all" in methods and len(methods) > 1:
+            raise UserError(
+                "'all' already names every method; give --methods all alone, or only method names"
+            )
         if methods == ["all"]:
             methods = list(METHODS)
         configs = compare_configs(config, methods)
@@ -295,23 +304,28 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
             args.out / SETTINGS_FILE, json.dumps({"command": args.command, "settings": _settings(args)})
         )
     results = []
-    for seed in seeds:
-        prepared = (
-            first if seed == seeds[0] else prepare(dc.replace(config, seed=seed), progress=not args.quiet)
-        )
-        for c in configs:
-            folder = None if args.out is None else args.out / "checkpoints" / _name(c.label, seed, several)
-            if folder is not None and args.force and args.resume is None and folder.exists():
-                for old in folder.glob("task-*.pt"):
-                    old.unlink()
-            results.append(
-                run(
-                    dc.replace(c, seed=seed), prepared, progress=not args.quiet, checkpoints=folder,
-                    resume=args.resume is not None, task_cache=task_cache,
-                )
-            )  # fmt: skip
-            if args.json:
-                print(json.dumps(results[-1].to_json()), flush=True)
+    try:
+        for seed in seeds:
+            prepared = (
+                first if seed == seeds[0] else prepare(dc.replace(config, seed=seed), progress=not args.quiet)
+            )
+            for c in configs:
+                folder = None if args.out is None else args.out / "checkpoints" / _name(c.label, seed, several)
+                if folder is not None and args.force and args.resume is None and folder.exists():
+                    for old in folder.glob("task-*.pt"):
+                        old.unlink()
+                results.append(
+                    run(
+                        dc.replace(c, seed=seed), prepared, progress=not args.quiet, checkpoints=folder,
+                        resume=args.resume is not None, task_cache=task_cache,
+                    )
+                )  # fmt: skip
+                if args.json:
+                    print(json.dumps(results[-1].to_json()), flush=True)
+    except UserError:  # a run refused (it diverged, a disk filled): a fresh run leaves nothing behind
+        if args.out is not None and args.resume is None:
+            _discard(args.out, names)
+        raise
     if not args.json:
         runs = [r.to_json() for r in results]
         if several:
@@ -344,14 +358,14 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         summarize,
         summary_table,
     )
-    from .experiment.checkpoints import atomic_write_text
+    from .files import atomic_write_text
     from .tour.viz import format_table
 
     paths = sorted(p for p in folder.glob("*.json") if p.name != "summary.json") if folder.is_dir() else []
     runs = []
     for path in paths:
         try:
-            runs.append(json.loads(path.read_text()))
+            runs.append(json.loads(path.read_text(), parse_constant=_no_constant))
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is not a run's JSON ({e}); remove it or choose another folder") from None
     named = [(p, r) for p, r in zip(paths, runs, strict=True) if isinstance(r, dict) and RUN_KEYS <= set(r)]
@@ -380,7 +394,10 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
         from .experiment.pipeline import RunResult
         from .tour.viz import write_report
 
-        atomic_write_text(folder / "summary.json", json.dumps({"command": command, **to_json(runs)}, indent=1))
+        atomic_write_text(
+            folder / "summary.json",
+            json.dumps({"command": command, **to_json(runs)}, indent=1, allow_nan=False),
+        )
         write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command)
         print(f"wrote {folder / 'summary.json'} and {folder / 'report.html'}", file=sys.stderr)
 
@@ -401,7 +418,7 @@ def _list() -> None:
 
 def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
     from .analysis.sweep import grid, parse_order, parse_stages, sweep, sweep_summary, sweep_table
-    from .experiment.checkpoints import atomic_write_text
+    from .files import atomic_write_text
     from .tour.viz import format_table
 
     configs = grid(
@@ -421,7 +438,7 @@ def _sweep(args: argparse.Namespace, held: contextlib.ExitStack) -> None:
             print("\nover the seeds (mean ± 95% t-interval):")
             print(format_table(sweep_summary(results)))
     if args.out is not None:
-        atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1))
+        atomic_write_text(args.out / "sweep.json", json.dumps(results, indent=1, allow_nan=False))
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -442,12 +459,14 @@ def _bench(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     held = (
         contextlib.ExitStack()
     )  # the --out folder's lock, released (and an empty new folder removed) at the end
     try:
-        with held:
+        with held, warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
             if args.command == "list":
                 _list()
             elif args.command == "summarize":
@@ -459,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 _run(args, "holomerge-lab " + shlex.join(argv), _typed(argv), held)
     except UserError as e:
-        print(f"holomerge-lab: error: {e}", file=sys.stderr)
+        print(f"holomerge-lab: error: {_message(e, parser)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("holomerge-lab: interrupted", file=sys.stderr)

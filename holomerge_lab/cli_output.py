@@ -1,4 +1,5 @@
-"""The command line's output folder: claiming, locking and writing the --out folder of a run, compare or sweep.
+"""The command line's output: claiming, locking and writing the --out folder of a run, compare or sweep, and the
+words of its messages (a setting named by its flag, a warning in one line).
 
 Before any work starts, the folder (and the cache folder) must be one this process can write, held by this run
 alone, with no earlier results it would silently replace; after the run, every run's JSON, summary.json and the
@@ -14,17 +15,53 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from .errors import UserError
+from .errors import SettingError, UserError
 
 # Written into --out before a run starts: the command and every setting, so that `--resume DIR` alone continues it
 SETTINGS_FILE = "run-settings.json"
 # Options that say where and how to report, not what to run: they may differ between a run and its resumption
 OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet"})
+
+
+# The data layer's names for settings whose flag is named after RunConfig's field
+_ALIASES = {"n_tasks": "tasks"}
+
+
+def _message(error: UserError, parser: argparse.ArgumentParser) -> str:
+    """The error in the words of the command line: a setting is named by the flag a user types (`--tasks`), where
+    the Python API names its field (`n_tasks`)."""
+    if isinstance(error, SettingError):
+        flag = "--" + _ALIASES.get(error.setting, error.setting).replace("_", "-")
+        if flag in _options(parser):
+            return f"{flag} {error.problem}"
+    return str(error)
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of `parser` and its subcommands."""
+    found = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _options(sub)
+    return found
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the CLI's other messages: one line, no source excerpt."""
+    print(f"holomerge-lab: warning: {message}", file=sys.stderr)
+
+
+def _no_constant(token: str):
+    """json's hook for NaN and Infinity: no run writes them, so a file holding one was edited or is not a run's."""
+    raise ValueError(f"it holds {token}, which no run writes")
 
 
 def _claim(out: Path, names: Sequence[str], force: bool) -> None:
@@ -34,6 +71,16 @@ def _claim(out: Path, names: Sequence[str], force: bool) -> None:
         raise UserError(
             f"{existing[0]} already exists; pass --force to overwrite it, or choose another --out"
         )
+
+
+def _discard(out: Path, names: Sequence[str]) -> None:
+    """Remove what a fresh run that failed wrote into --out (its settings and checkpoints), so that a bad setting
+    leaves nothing behind and the next run there needs no --force."""
+    (out / SETTINGS_FILE).unlink(missing_ok=True)
+    for name in names:
+        shutil.rmtree(out / "checkpoints" / name, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (out / "checkpoints").rmdir()
 
 
 def _stem(label: str) -> str:
@@ -113,16 +160,17 @@ def _name(label: str, seed: int, several: bool) -> str:
 
 def _save(results, args: argparse.Namespace, command: str, several: bool) -> None:
     from .analysis.evidence import to_json
-    from .experiment.checkpoints import atomic_write_text
+    from .files import atomic_write_text
     from .tour.viz import write_report
 
     runs = [r.to_json() for r in results]
     for run in runs:
         atomic_write_text(
-            args.out / f"{_name(run['label'], run['seed'], several)}.json", json.dumps(run, indent=1)
+            args.out / f"{_name(run['label'], run['seed'], several)}.json",
+            json.dumps(run, indent=1, allow_nan=False),
         )
     summary = {"command": command, **to_json(runs)}
-    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
     report = write_report(results, args.out / "report.html", command=command)
     print(f"wrote {len(results)} run JSON file(s), summary.json and {report}", file=sys.stderr)
 

@@ -15,3 +15,12 @@ def check_choice(kind: str, value: str, choices) -> str:
     if value not in choices:
         raise UserError(f"unknown {kind} {value!r}; choose one of: {', '.join(choices)}")
     return value
+
+
+class SettingError(UserError):
+    """A UserError about one setting, named as the Python API names it (`align_steps`, `n_tasks`), so that the CLI
+    can name the flag a user typed (`--align-steps`, `--tasks`) instead."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting} {problem}")
+        self.setting, self.problem = setting, problem

@@ -5,8 +5,8 @@ import stat
 import pytest
 import torch
 
+from holomerge_lab import files
 from holomerge_lab.errors import UserError
-from holomerge_lab.experiment import checkpoints
 from holomerge_lab.experiment.checkpoints import (
     checkpoint_path,
     latest_checkpoint,
@@ -68,5 +68,5 @@ def test_files_are_written_with_the_permissions_open_would_give(tmp_path):
     """The temporary file behind an atomic write is owner-only; the file a user finds must not be."""
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    written = checkpoints.atomic_write_text(tmp_path / "atomic.txt", "x")
+    written = files.atomic_write_text(tmp_path / "atomic.txt", "x")
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, check_choice
+from ..files import cache_write
 from . import datafiles
 
 SPLIT_SEED = 0
@@ -200,19 +200,8 @@ def _cached(key: str, decode: Callable[[], tuple]) -> tuple:
         if arrays is not None:
             return arrays
     arrays = decode()
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}-", suffix=".npz")
-        with os.fdopen(fd, "wb") as f:
-            named = dict(zip(_FIELDS, (*arrays[:4], np.array(arrays[4], dtype=str), *arrays[5:]), strict=False))
-            np.savez(f, **named, key=np.array(key), sha256=np.array(_digest(arrays)))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache folder may be shared
-        os.replace(tmp, path)
-    except OSError as err:  # a read-only or full cache folder must not stop the run
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        warnings.warn(f"could not cache {key} under {path.parent}: {err}", stacklevel=3)
+    named = dict(zip(_FIELDS, (*arrays[:4], np.array(arrays[4], dtype=str), *arrays[5:]), strict=False))
+    cache_write(path, lambda f: np.savez(f, **named, key=np.array(key), sha256=np.array(_digest(arrays))))
     return arrays
 
 

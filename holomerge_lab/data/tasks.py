@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import UserError
+from ..errors import SettingError, UserError
 from .sources import Source
 
 MAX_DOMAINS = 1000
@@ -70,7 +70,7 @@ def _check_count(kind: str, n: int | None, maximum: int) -> int | None:
     if n is None:
         return None
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= maximum:
-        raise UserError(f"{kind}={n!r} is out of range; choose 1..{maximum} (the maximum available)")
+        raise SettingError(kind, f"is {n!r}, out of range; choose 1..{maximum} (the maximum available)")
     return int(n)
 
 

@@ -9,14 +9,13 @@ newest file still leaves a good one behind.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..errors import UserError
+from ..files import atomic_write
 
 FORMAT = 1
 KEEP = 2  # the newest checkpoints kept on disk
@@ -30,57 +29,9 @@ def checkpoint_path(directory: Path, task: int) -> Path:
     return Path(directory) / f"task-{task + 1:03d}.pt"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """`write(file)` into a temporary name in the same folder, then rename: a reader sees the whole file or none.
-    A write that fails for want of space or permission leaves nothing behind and says so in one line."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    except OSError as e:
-        raise UserError(
-            f"cannot write {path} ({e.strerror}); free space there or choose another --out"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; a file open() made would not be
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        cause = _os_error(e)
-        if cause is not None:
-            raise UserError(
-                f"cannot write {path} ({cause.strerror}); free space there or choose another --out"
-            ) from None
-        raise
-    return path
-
-
-def _os_error(error: BaseException | None) -> OSError | None:
-    """The OSError behind `error`, if any: torch.save re-raises a failed write (a full disk) as a RuntimeError of
-    its zip writer, with the OSError as its context."""
-    while error is not None and not isinstance(error, OSError):
-        error = error.__cause__ or error.__context__
-    return error
-
-
 def atomic_save(path: Path, state: dict) -> Path:
-    """torch.save, atomically (see `_atomic_write`)."""
-    return _atomic_write(path, lambda f: torch.save(state, f))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """A UTF-8 text file, atomically (see `_atomic_write`)."""
-    return _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    """torch.save, atomically (see `files.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def save_checkpoint(directory: Path, task: int, state: dict) -> Path:
@@ -142,7 +93,9 @@ def check_content(state: dict, theta0: dict, n_tasks: int, path: Path) -> None:
     else:
         matrix = state.get("acc_matrix")
         if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != (n_tasks, n_tasks):
-            problems.append(f"an accuracy matrix of shape {getattr(matrix, 'shape', None)}, not {n_tasks} × {n_tasks}")
+            problems.append(
+                f"an accuracy matrix of shape {getattr(matrix, 'shape', None)}, not {n_tasks} × {n_tasks}"
+            )
         for key in ("joint_accuracy", "state_bytes"):
             if len(state.get(key) or ()) != task + 1:
                 problems.append(f"{len(state.get(key) or ())} entries of {key} after task {task + 1}")

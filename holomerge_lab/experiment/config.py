@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..data import STREAMS
-from ..errors import UserError, check_choice
+from ..errors import SettingError, UserError, check_choice
 from ..method.align import LOSSES as ALIGNMENT_LOSSES
 from ..method.fisher import KINDS
 from ..method.merging import MergeSettings
-from ..models.backbone import PRECISIONS
+from ..models.backbone import PRECISIONS, resolve_device
 from ..models.clip import check_checkpoint_file
 from ..models.zoo import tower_sees_pixels
 
@@ -176,6 +176,7 @@ class RunConfig:
         check_choice("alignment loss", config.align_loss, ALIGNMENT_LOSSES)
         check_choice("precision", config.precision, PRECISIONS)
         _check_numbers(config)
+        resolve_device(config.device)  # a device this machine has, before any data is loaded
         if config.pretrained is not None and os.path.isfile(os.path.expanduser(config.pretrained)):
             check_checkpoint_file(os.path.expanduser(config.pretrained))  # now, not after the data is loaded
         return config
@@ -234,11 +235,11 @@ def _check_numbers(config: RunConfig) -> None:
         if value is None:
             continue
         if not math.isfinite(value):
-            raise UserError(f"{name} must be a finite number, got {value}")
+            raise SettingError(name, f"must be a finite number, got {value}")
         too_low = low is not None and (value < low if low_in else value <= low)
         too_high = high is not None and (value > high if high_in else value >= high)
         if too_low or too_high:
-            raise UserError(f"{name} must {_range_words(low, high, low_in, high_in)}, got {value}")
+            raise SettingError(name, f"must {_range_words(low, high, low_in, high_in)}, got {value}")
 
 
 def _range_words(low, high, low_in: bool, high_in: bool) -> str:

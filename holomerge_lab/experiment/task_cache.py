@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..files import cache_write
 from ..method.merging import TaskModel
-from .checkpoints import atomic_save, versions
+from .checkpoints import versions
 
 
 def _update(digest: hashlib._Hash, value: Any) -> None:
@@ -82,7 +83,7 @@ def cached_task(
         "params": model.params, "second_moment": model.second_moment, "steps": model.steps, "beta2": model.beta2,
         "fisher": model.fisher, "losses": list(losses), "key": key,
     }  # fmt: skip
-    atomic_save(path, state)
+    cache_write(path, lambda f: torch.save(state, f))
     return model, losses, False
 
 

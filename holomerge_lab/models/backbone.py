@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UserError, check_choice
+from ..errors import SettingError, UserError, check_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -214,13 +214,29 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """ "auto": the CUDA GPU when there is one, else the CPU; any other torch device string as given."""
+    """ "auto": the CUDA GPU when there is one, else the CPU; else a device this machine has ("cpu", "cuda",
+    "cuda:1", "mps"), checked now so that a run never starts on a device it cannot use."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        found = torch.device(device)
     except RuntimeError as e:
-        raise UserError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from e
+        raise SettingError("device", f"is {device!r}, not a torch device; use 'auto', 'cpu' or 'cuda'") from e
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise SettingError(
+            "device", f"is {device!r}, but torch finds no CUDA GPU on this machine; use 'auto' or 'cpu'"
+        )
+    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
+        raise SettingError("device", f"is {device!r}, but this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                        "use 'cuda' or 'auto'")  # fmt: skip
+    if found.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingError("device", f"is {device!r}, but torch finds no Apple GPU here; use 'auto' or 'cpu'")
+    if found.type not in ("cpu", "cuda", "mps"):
+        raise SettingError(
+            "device",
+            f"is {device!r}, which cannot run a model here (only cpu, cuda, mps); use 'auto' or 'cpu'",
+        )
+    return found
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -199,7 +199,7 @@ def _check_pretrained(model_name: str, pretrained: str) -> None:
         return
     fix = (
         "pass a local checkpoint file instead (`pretrained=PATH`, CLI `--pretrained PATH`), or run once online to "
-        "fill the Hugging Face cache and then set HF_HUB_OFFLINE=1"
+        "fill the Hugging Face cache" + ("" if _offline() else " and then set HF_HUB_OFFLINE=1")
     )
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if pretrained not in tags:
@@ -240,10 +240,14 @@ def build_clip(
         except (RuntimeError, OSError, ValueError) as e:
             if pretrained is None:
                 raise
+            where = (
+                "they are not in the Hugging Face cache (HF_HUB_OFFLINE is set): run once online to fill it, or"
+                if _offline()
+                else "offline, set HF_HUB_OFFLINE=1 to read the Hugging Face cache, or"
+            )
             raise UserError(
-                f"could not load open_clip weights {model_name!r} / {pretrained!r} ({e}); offline, pass a local "
-                "checkpoint file as `pretrained` (CLI `--pretrained PATH`), or set HF_HUB_OFFLINE=1 to read the "
-                "Hugging Face cache"
+                f"could not load open_clip weights {model_name!r} / {pretrained!r} ({e}); {where} pass a local "
+                "checkpoint file as `pretrained` (CLI `--pretrained PATH`)"
             ) from e
     model.eval().requires_grad_(False)
     visual = model.visual

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data import cache_dir
+from ..files import cache_write
 from .backbone import Backbone
 
 _CACHE_FORMAT = 2  # bump when the on-disk layout of cached features changes (2: .npz with key and digest)
@@ -84,16 +83,8 @@ def trunk_features(
         if feats is not None:
             return feats
     feats = _run_trunk(backbone, images, batch_size, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            array = feats.numpy()
-            np.savez(f, features=array, key=np.array(key), sha1=np.array(images_digest(array)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    array = feats.numpy()
+    cache_write(path, lambda f: np.savez(f, features=array, key=np.array(key), sha1=np.array(images_digest(array))))
     return feats
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import hashlib
 import importlib
 import json
 import math
@@ -44,10 +45,10 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..experiment.checkpoints import atomic_write_text
+from ..files import atomic_write_text
 
 BUNDLE = Path(__file__).parent.parent / "results"  # the shipped bundle: package data, so pip and Colab get it too
-FORMAT = 1  # bumped when a file's layout changes; a file of another format is refused, not misread
+FORMAT = 2  # bumped when a file's layout changes (2: entries carry a sha256); another format is refused, not misread
 NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "open_clip_torch", "plotly", "ipywidgets", "holomerge_lab")
 
@@ -123,21 +124,64 @@ def settings_key(settings: Any) -> Any:
 
 
 # --- the bundle --------------------------------------------------------------------------------------------------
+def entry_digest(entry: dict) -> str:
+    """sha256 of an entry's settings and value as canonical JSON: what `read_file` checks, so an edited or damaged
+    value is refused rather than shown as the shipped result."""
+    canonical = json.dumps([entry["settings"], entry["value"]], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _record_again(path: Path) -> str:
+    """The command that records one notebook's file again (minutes; not the whole bundle)."""
+    return f"record this notebook again: `python -m holomerge_lab.tour.shipped --out {path.parent} {path.stem[:2]}`"
+
+
+def _remedy(path: Path) -> str:
+    """What to do about one damaged file: restore it, or re-record that notebook alone."""
+    again = _record_again(path)
+    if path.parent.resolve() == BUNDLE.resolve():
+        return f"restore it with `git checkout -- {path}` (or reinstall), or {again}"
+    return again
+
+
 def read_file(path: Path) -> dict:
-    """One notebook's file of the bundle (empty if there is none); a damaged or foreign file is refused."""
+    """One notebook's file of the bundle (empty if there is none). A file that is not whole, of another format,
+    or whose entries do not match their recorded digests is refused in one line that names it and says how to
+    remake that file alone."""
     if not path.is_file():
         return {"format": FORMAT, "entries": {}}
     try:
         data = json.loads(path.read_text())
     except ValueError as e:
-        raise UserError(f"{path} is not valid JSON ({e}): remake it with `python -m holomerge_lab.tour.shipped`") from e
-    if data.get("format") != FORMAT:
-        raise UserError(f"{path} has format {data.get('format')!r}, this version reads {FORMAT}: remake it")
+        raise UserError(f"{path} is not valid JSON ({e}); {_remedy(path)}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else None
+        raise UserError(f"{path} has format {found!r}, this version reads {FORMAT}; {_remedy(path)}")
+    entries, made = data.get("entries"), data.get("made_by", {"command": "", "date": ""})
+    problem = None
+    if not isinstance(entries, dict):
+        problem = "it has no entries"
+    elif not isinstance(made, dict) or not all(isinstance(made.get(k), str) for k in ("command", "date")):
+        problem = "its made_by record lacks the command or the date"
+    else:
+        for name, entry in entries.items():
+            if not isinstance(entry, dict) or not {"settings", "value", "sha256"} <= entry.keys():
+                problem = f"entry {name!r} lacks its settings, value or digest"
+            elif entry["sha256"] != entry_digest(entry):
+                problem = f"entry {name!r} does not match its recorded digest (edited or damaged)"
+            if problem:
+                break
+    if problem:
+        raise UserError(f"{path}: {problem}; {_remedy(path)}")
     return data
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Compact (an indented array takes a line a number), and atomic: a reader never finds half a file."""
+    """Compact (an indented array takes a line a number), each entry with its digest, and atomic: a reader never
+    finds half a file."""
+    for entry in data["entries"].values():
+        entry["sha256"] = entry_digest(entry)
+    data["format"] = FORMAT
     atomic_write_text(path, json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
 
 
@@ -167,7 +211,7 @@ class Results:
         if self.live or entry is None or entry["settings"] != settings_key(settings):
             if self.strict and not self.live:
                 why = "is not in it" if entry is None else "was recorded with other settings"
-                raise UserError(f"{self.notebook}: {name!r} {why} ({self.folder}); remake the bundle")
+                raise UserError(f"{self.notebook}: {name!r} {why}; {_record_again(self.folder / f'{self.notebook}.json')}")
             return False, None
         self.shown.append(name)
         return True, decode(entry["value"])

@@ -20,8 +20,8 @@ from plotly.subplots import make_subplots
 from ..analysis import evidence
 from ..analysis.probes import AlignmentStep, AlphaCurve
 from ..data import TaskStream
-from ..experiment.checkpoints import atomic_write_text
 from ..experiment.pipeline import RunResult
+from ..files import atomic_write_text
 
 
 def setup_renderer() -> str:
