@@ -1,7 +1,8 @@
 """The command line: `holomerge-lab run`, `holomerge-lab compare`.
 
 Bad input ends with one line on stderr, naming what is valid, and exit code 2; never a traceback.
-This module holds the parser, ``main`` and the subcommands; the --out folder's handling is cli_output.py.
+This module holds ``main`` and the subcommands; the parser is cli_parser.py, the --out folder's handling and the
+words of messages cli_output.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import shlex
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from .cli_output import (
@@ -30,166 +31,8 @@ from .cli_output import (
     _save,
     _settings,
 )
+from .cli_parser import build_parser
 from .errors import UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + message
-        self.exit(2, f"holomerge-lab: error: {message}\n")
-
-
-def _whole_number(minimum: int, what: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum` (`what` says so when it is not)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _whole_number(1, "expected a number of at least 1")
-_seed = _whole_number(0, "a seed is a whole number >= 0")
-
-
-def _order(text: str) -> list[int]:
-    try:
-        return [int(i) for i in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of whole numbers, got {text!r}") from None
-
-
-def _add_seeds_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--seeds", nargs="+", type=_seed, metavar="SEED",
-        help="run every row once per seed; tables show mean ± 95%% CI and paired per-seed effects",
-    )  # fmt: skip
-    p.add_argument(
-        "--no-task-cache", action="store_true",
-        help="fine-tune every row's tasks itself (default: rows with identical fine-tuning share it on disk)",
-    )  # fmt: skip
-
-
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
-    p.add_argument(
-        "--preset",
-        default="quick",
-        help="quick | full | paper (default: quick); each preset's values and every setting's default and range: "
-        "holomerge_lab/experiment/config.py",
-    )
-    p.add_argument("--tasks", type=_positive_int, help="number of tasks (default: all the stream has)")
-    p.add_argument("--train-per-task", type=_positive_int, help="training images per task")
-    p.add_argument("--test-per-task", type=_positive_int, help="test images per task")
-    p.add_argument(
-        "--order", type=_order, metavar="IDS",
-        help="CIL: a comma list of all class ids, cut into tasks in that order (default: the stream's own, e.g. "
-        "split-mnist-fashion-animal's confusion-aware one; 0,1,2,… is the label order); DIL: the domain order",
-    )  # fmt: skip
-    p.add_argument("--seed", type=int)
-    p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate")
-    p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
-    p.add_argument(
-        "--epochs",
-        type=_positive_int,
-        help="fine-tuning epochs per task, when --steps is not given (paper: 10)",
-    )
-    p.add_argument("--start", help="where task t's fine-tuning starts: merged | pretrained | previous")
-    p.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size")
-    p.add_argument("--backbone", default="effnet-lite0")
-    p.add_argument(
-        "--pretrained", help="CLIP weights: an open_clip tag (default openai), a checkpoint PATH, or random"
-    )
-    p.add_argument(
-        "--trainable-from", type=int, help="first trained block (earlier blocks: frozen, cached trunk)"
-    )
-    p.add_argument(
-        "--data-root",
-        help="folder of a file stream: cifar100, imagenet-r, domainnet, office-*, imageclef, cub200, cars",
-    )
-    p.add_argument("--download", action="store_true", default=None, help="let torchvision fetch CIFAR-100")
-    p.add_argument("--device", help="auto (default: CUDA when available) | cpu | cuda")
-    p.add_argument(
-        "--precision", help="fp32 (paper, quick, full) | auto (bf16 on a GPU that has it) | bf16 | fp16"
-    )
-    p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
-    p.add_argument(
-        "--center", action="store_true", help="center features by the first task's mean θ0 feature"
-    )
-    p.add_argument("--align-parameter", help="bias | projection")
-    p.add_argument("--align-teacher", help="previous (merged model) | current (fine-tuned model)")
-    p.add_argument("--align-loss", help="mse | l1 | cosine")
-    p.add_argument("--align-lr", type=float, help="alignment learning rate (paper: 1e-7)")
-    p.add_argument(
-        "--align-steps", type=int, help="alignment steps per task (default: one pass over the task)"
-    )
-    p.add_argument("--align-weight-decay", type=float, help="alignment AdamW weight decay (paper: 0.01)")
-    p.add_argument("--align-grad-clip", type=float, help="alignment gradient-norm clip (paper: 1.0)")
-    p.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, default=None,
-        help="open_clip's random training crops (CLIP, trainable-from 0; paper: on)",
-    )  # fmt: skip
-    p.add_argument("--out", type=Path, help="folder for the JSON and the HTML report")
-    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
-    p.add_argument(
-        "--resume", type=Path, metavar="DIR",
-        help="continue the interrupted run whose --out was DIR, with its saved settings",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print one JSON object per run on stdout")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="holomerge-lab", description="Continual model merging, hands on.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser("run", help="one method on one stream")
-    run.add_argument("--method", default="holistic")
-    for stage in ("pre", "during", "post"):
-        run.add_argument(f"--no-{stage}", action="store_true", help=f"switch stage '{stage}' off (holistic)")
-    _add_seeds_option(run)
-    _add_run_options(run)
-    compare = commands.add_parser("compare", help="several methods on one stream, one table")
-    compare.add_argument(
-        "--methods",
-        nargs="+",
-        help="methods to compare, or 'all' for every method (default: the core baselines and holistic)",
-    )
-    _add_seeds_option(compare)
-    _add_run_options(compare)
-    summarize = commands.add_parser(
-        "summarize", help="the tables of runs saved in a --out folder, over seeds"
-    )
-    summarize.add_argument("folder", type=Path, help="a folder written by run/compare --out")
-    summarize.add_argument(
-        "--write", action="store_true",
-        help="also rewrite the folder's summary.json and report.html from every run JSON in it",
-    )  # fmt: skip
-    commands.add_parser("list", help="the streams, methods, backbones and presets")
-    sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
-    sweep.add_argument("--method", default="holistic")
-    sweep.add_argument(
-        "--stages", nargs="+", default=["pre,during,post"], help="each: a comma list of stages, or none"
-    )
-    sweep.add_argument("--alphas", nargs="+", type=float, help="merge weights α (default: the preset's)")
-    sweep.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the preset's)")
-    sweep.add_argument(
-        "--orders", nargs="+", default=["default"], help="each: default, or a comma list of task ids"
-    )
-    sweep.add_argument("--workers", type=_positive_int, help="local processes (default: one per core)")
-    sweep.add_argument("--ray", metavar="ADDRESS", help="run on Ray: auto, local, or a cluster address")
-    _add_run_options(sweep)
-    bench = commands.add_parser("bench", help="speed and memory measurements (benchmarks/RESULTS.md)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100])
-    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds per ratio")
-    parser.commands = commands.choices
-    return parser
 
 
 def _typed(argv: Sequence[str]) -> dict:
@@ -261,7 +104,7 @@ def _resumed(args: argparse.Namespace, typed: dict) -> argparse.Namespace:
 def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.ExitStack) -> None:
     import dataclasses as dc
 
-    from .analysis.evidence import effects, effects_table, summarize, summary_table
+    from .analysis.evidence import effects, summarize, summary_table
     from .data import cache_dir
     from .experiment.config import METHODS
     from .experiment.pipeline import DEFAULT_METHODS, compare_configs, prepare, run
@@ -337,10 +180,7 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
             print(format_table(results_table(results)))
         paired = effects(runs)
         if paired and len(runs) > 1:
-            print(
-                "\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):"
-            )
-            print(format_table(effects_table(paired)))
+            _print_effects(paired, args.margin)
     reused = sum(r.reused_tasks for r in results)
     if reused:
         print(f"{reused} fine-tuned task model(s) reused from the task cache ({cache_dir() / 'task-models'})",
@@ -349,12 +189,22 @@ def _run(args: argparse.Namespace, command: str, typed: dict, held: contextlib.E
         _save(results, args, command, several)
 
 
-def _summarize(folder: Path, write: bool, command: str) -> None:
+def _print_effects(paired: list[dict], margin: float) -> None:
+    from .analysis.evidence import effects_table
+    from .analysis.stats import margin_words
+    from .tour.viz import format_table
+
+    print(f"\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on). "
+          f"p ≠0: paired t-test of no difference; p ±m: two one-sided tests of equivalence within m = "
+          f"{margin_words(margin)}; Holm: adjusted over these {len(paired)} rows; level 0.05:")  # fmt: skip
+    print(format_table(effects_table(paired, margin)))
+
+
+def _summarize(folder: Path, write: bool, command: str, margin: float) -> None:
     from .analysis.evidence import (
         RUN_KEYS,
         check_one_comparison,
         effects,
-        effects_table,
         summarize,
         summary_table,
     )
@@ -385,10 +235,7 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
     print(format_table(summary_table(summarize(runs))))
     paired = effects(runs)
     if paired:
-        print(
-            "\npaired effects on ACC (holistic − row, per seed, in points; a stage's row: switching it on):"
-        )
-        print(format_table(effects_table(paired)))
+        _print_effects(paired, margin)
     if write:
         from .analysis.evidence import to_json
         from .experiment.pipeline import RunResult
@@ -396,9 +243,9 @@ def _summarize(folder: Path, write: bool, command: str) -> None:
 
         atomic_write_text(
             folder / "summary.json",
-            json.dumps({"command": command, **to_json(runs)}, indent=1, allow_nan=False),
+            json.dumps({"command": command, **to_json(runs, margin=margin)}, indent=1, allow_nan=False),
         )
-        write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command)
+        write_report([RunResult.from_json(r) for r in runs], folder / "report.html", command=command, margin=margin)
         print(f"wrote {folder / 'summary.json'} and {folder / 'report.html'}", file=sys.stderr)
 
 
@@ -470,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "list":
                 _list()
             elif args.command == "summarize":
-                _summarize(args.folder, args.write, "holomerge-lab " + shlex.join(argv))
+                _summarize(args.folder, args.write, "holomerge-lab " + shlex.join(argv), args.margin)
             elif args.command == "sweep":
                 _sweep(args, held)
             elif args.command == "bench":

@@ -26,7 +26,7 @@ from .errors import SettingError, UserError
 # Written into --out before a run starts: the command and every setting, so that `--resume DIR` alone continues it
 SETTINGS_FILE = "run-settings.json"
 # Options that say where and how to report, not what to run: they may differ between a run and its resumption
-OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet"})
+OUTPUT_OPTIONS = frozenset({"command", "out", "force", "resume", "json", "quiet", "margin"})
 
 
 # The data layer's names for settings whose flag is named after RunConfig's field
@@ -169,9 +169,9 @@ def _save(results, args: argparse.Namespace, command: str, several: bool) -> Non
             args.out / f"{_name(run['label'], run['seed'], several)}.json",
             json.dumps(run, indent=1, allow_nan=False),
         )
-    summary = {"command": command, **to_json(runs)}
+    summary = {"command": command, **to_json(runs, margin=args.margin)}
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1, allow_nan=False))
-    report = write_report(results, args.out / "report.html", command=command)
+    report = write_report(results, args.out / "report.html", command=command, margin=args.margin)
     print(f"wrote {len(results)} run JSON file(s), summary.json and {report}", file=sys.stderr)
 
 

@@ -93,7 +93,7 @@ def test_cifar100_stream_reads_the_pickles_in_the_authors_class_order(cifar_root
     for image, label in zip(task.train_images, task.train_labels, strict=True):
         rows = expected[4 * int(label) : 4 * int(label) + 4]
         assert any(np.array_equal(image.numpy(), r) for r in rows)
-    assert stream.class_names[70] == "class 70"
+    assert stream.class_names[70] == "class_70"  # torchvision's name, its underscore kept as in the authors' prompts
 
 
 def test_cifar100_task_counts_and_missing_files(cifar_root, tmp_path):
@@ -253,16 +253,52 @@ def test_paper_preset_matches_the_authors_settings():
     assert {k: getattr(paper, k) for k in expected} == expected
     assert PRESETS["paper"]["align_steps"] is None  # one pass over the task's data: the authors' one epoch
     assert autocast_dtype("auto", torch.device("cpu")) is None
-    assert RunConfig(preset="paper").resolve().precision == "fp32"  # the authors train in fp32
-    assert RunConfig(preset="paper", precision="bf16").resolve().precision == "bf16"  # one setting away
+    assert RunConfig(preset="paper", backbone="tiny-clip").resolve().precision == "fp32"  # the authors train in fp32
+    assert RunConfig(preset="paper", backbone="tiny-clip", precision="bf16").resolve().precision == "bf16"
     # the preset's crops apply where the top sees pixels; asked for elsewhere, they are an error
-    assert RunConfig(preset="paper").resolve().augment is False  # effnet: cached trunk features
     assert RunConfig(preset="paper", backbone="clip-vit-b-16", trainable_from=4).resolve().augment is False
     with pytest.raises(UserError, match="cached trunk features"):
         RunConfig(augment=True).resolve()
 
 
 # ------------------------------------------------------------------------------- the authors' protocol (issue 16)
+
+
+# The authors' per-stream settings, as data (VietHoang1512/CMM: scripts/DIL/all.sh runs finetune_domain_splitted_
+# linear.py with alpha_merge .6 and representation_lr 0., whose interpolate_weights short-circuits the v-weighted
+# branch; scripts/CIL/all.sh's full Cars line: epochs 30, no --representation_loss (default l1); CUB200: epochs 30)
+AUTHORS = {
+    "office-31": dict(alpha=0.6, during=False, post=False, epochs=10, align_loss="mse"),
+    "domainnet": dict(alpha=0.6, during=False, post=False, epochs=10),
+    "cars": dict(alpha=0.4, during=True, post=True, epochs=30, align_loss="l1", align_lr=1e-7),
+    "cub200": dict(alpha=0.4, during=True, post=True, epochs=30, align_loss="mse"),
+    "cifar100": dict(alpha=0.4, during=True, post=True, epochs=10, align_loss="mse"),
+    "imagenet-r": dict(alpha=0.4, during=True, post=True, epochs=10, align_loss="mse"),
+}
+
+
+@pytest.mark.parametrize("stream", sorted(AUTHORS))
+def test_the_paper_preset_runs_each_stream_as_the_authors_scripts(stream):
+    config = RunConfig(preset="paper", backbone="clip-vit-b-16", stream=stream).resolve()
+    assert {k: getattr(config, k) for k in AUTHORS[stream]} == AUTHORS[stream]
+    whole = RunConfig(preset="paper-method", backbone="clip-vit-b-16", stream=stream).resolve()
+    assert whole.during and whole.post and whole.alpha == 0.4  # the method whole, one named setting away
+    assert RunConfig(preset="paper", backbone="clip-vit-b-16", stream=stream, epochs=3).resolve().epochs == 3
+
+
+def test_the_dil_streams_are_those_whose_tasks_share_their_classes():
+    from holomerge_lab.data import FOLDER_STREAMS, STREAMS
+
+    for name in set(STREAMS) - set(FOLDER_STREAMS):  # the embedded streams need no files to check
+        setting = D.build_stream(name, train_per_task=1, test_per_task=1).setting
+        assert (name in D.DIL_STREAMS) == (setting == "dil"), name
+    assert {"office-31", "domainnet", "imagenet-r-domains"} <= D.DIL_STREAMS and "cars" not in D.DIL_STREAMS
+
+
+def test_a_paper_preset_without_a_clip_backbone_is_refused_naming_the_flag():
+    for preset in ("paper", "paper-method"):
+        with pytest.raises(UserError, match="--backbone clip-vit-b-16"):
+            RunConfig(preset=preset).resolve()
 
 
 def test_prompt_sets_are_the_authors_lists():

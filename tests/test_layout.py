@@ -15,7 +15,7 @@ ROOT = Path(__file__).parent.parent
 PACKAGE = ROOT / "holomerge_lab"
 # bottom to top; a module may import its own floor and any below it
 FLOORS = ("errors", "data", "method", "models", "experiment", "analysis", "tour", "cli")
-TOP_LEVEL = {"__init__": "errors", "errors": "errors", "files": "errors", "cli": "cli", "cli_output": "cli"}
+TOP_LEVEL = {"__init__": "errors", "errors": "errors", "files": "errors", "cli": "cli", "cli_output": "cli", "cli_parser": "cli"}
 MAX_LINES = 500
 WIDGET_LIBRARIES = ("plotly", "ipywidgets")  # what the reader touches: tour/ and above only
 

@@ -107,7 +107,7 @@ def test_bad_config_is_a_user_error(overrides, message):
 
 
 def test_presets_fill_only_unset_fields():
-    config = RunConfig(preset="paper", lr=3e-4).resolve()
+    config = RunConfig(preset="paper", backbone="clip-vit-b-16", lr=3e-4).resolve()
     assert (
         config.lr == 3e-4
         and config.weight_decay == 0.1

@@ -54,13 +54,56 @@ def test_paired_effect_matches_scipy_paired_t_test_and_counts_signs():
 
 @pytest.mark.parametrize(
     ("a", "verdict"),
-    [([0.02, 0.03, 0.025], "a > b"), ([-0.02, -0.03, -0.025], "a < b"), ([0.02, -0.03, 0.01], "unclear (CI spans 0)"),
-     ([0.02], "one seed: a preview"), ([0.0, 0.0], "identical on every seed"),
-     ([0.02, 0.02], "two seeds: too few for a verdict")],
+    [([0.02, 0.03, 0.025], "a > b"), ([-0.02, -0.03, -0.025], "a < b"), ([0.02, -0.03, 0.01], "cannot tell apart"),
+     ([0.001, -0.002, 0.0015, 0.0005, -0.001], "equivalent within ±1 point"), ([0.02], "one seed: a preview"),
+     ([0.0, 0.0], "identical on every seed"), ([0.02, 0.02], "two seeds: too few for a verdict"),
+     ([0.004, 0.006, 0.005, 0.0055], "a > b")],  # a small effect is still a difference, not an equivalence
 )  # fmt: skip
-def test_verdict_follows_the_interval(a, verdict):
+def test_verdict_follows_the_tests(a, verdict):
     effect = stats.paired(dict(enumerate(a)), dict.fromkeys(range(len(a)), 0.0))
     assert effect.verdict == verdict
+
+
+SAMPLES = [
+    ([0.76, 0.75, 0.74, 0.77, 0.75], [0.75, 0.755, 0.73, 0.76, 0.74]),
+    ([0.80, 0.81, 0.79], [0.801, 0.806, 0.793]),
+    ([0.70, 0.72, 0.69, 0.71, 0.70, 0.73], [0.69, 0.725, 0.70, 0.70, 0.71, 0.72]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAMPLES)
+@pytest.mark.parametrize("margin", [0.005, 0.01, 0.03])
+def test_tests_match_scipy_and_statsmodels(a, b, margin):
+    from statsmodels.stats.weightstats import ttost_paired
+
+    effect = stats.paired(dict(enumerate(a)), dict(enumerate(b)))
+    assert effect.p_value == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue, rel=1e-10)
+    assert effect.equivalence_p(margin) == pytest.approx(ttost_paired(np.array(a), np.array(b), -margin, margin)[0],
+                                                         rel=1e-10)  # fmt: skip
+
+
+def test_holm_matches_statsmodels_and_keeps_untested_rows_out():
+    from statsmodels.stats.multitest import multipletests
+
+    p = [0.034, 0.0004, 0.027, 0.2, 0.01, 0.0049, 0.5, 0.04]
+    assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
+    adjusted = stats.holm([0.02, math.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.04) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+
+
+def test_a_family_drops_a_raw_verdict_that_holm_does_not_keep():
+    """Three comparisons of 5 seeds: one clear gap, one at p ≈ 0.03 raw (above 0.05 / 2 once adjusted), one null
+    whose differences are small enough for equivalence at ±1 point."""
+    gap = stats.paired(dict(enumerate([0.05, 0.06, 0.055, 0.052, 0.058])), dict.fromkeys(range(5), 0.0))
+    weak = stats.paired(dict(enumerate([0.005, 0.012, 0.0, 0.009, 0.006])), dict.fromkeys(range(5), 0.0))
+    null = stats.paired(dict(enumerate([0.001, -0.002, 0.0015, 0.0005, -0.001])), dict.fromkeys(range(5), 0.0))
+    judged = stats.verdicts([gap, weak, null])
+    assert 0.025 < weak.p_value < 0.05 and [v.raw for v in judged] == ["a > b", "a > b", "equivalent within ±1 point"]
+    assert [v.adjusted for v in judged] == ["a > b", "cannot tell apart", "equivalent within ±1 point"]
+    assert judged[1].p_holm == pytest.approx(2 * weak.p_value)
+    assert stats.verdicts([null], margin=0.001)[0].raw == "cannot tell apart"  # a tighter margin asks more
+    with pytest.raises(ValueError, match="margin"):
+        stats.verdicts([null], margin=math.nan)
 
 
 def test_format_interval_in_points_and_signed():
@@ -93,8 +136,12 @@ def test_summary_and_effects_of_hand_made_runs():
     assert effects["holistic −post"]["effect"].interval.half_width == 0.0  # identical on every seed
     table = evidence.effects_table(list(effects.values()))
     assert table[0]["seeds agreeing"] == "3/3" and table[0]["verdict"] == "higher"
+    assert table[0]["p ≠0"] == evidence.format_p(effects["average"]["effect"].p_value)
+    assert table[1]["verdict"] == table[1]["verdict (Holm)"] == "identical on every seed" and table[1]["p ±m"] == "–"
     document = evidence.to_json(runs)
     assert document["effects"][0]["seeds"] == [0, 1, 2] and document["rows"][0]["ACC (task mean)"]["n"] == 3
+    assert document["effects"][0]["p_holm"] == pytest.approx(effects["average"]["effect"].p_value)  # one tested row
+    assert document["effects"][1]["p"] is None and document["margin"] == stats.MARGIN
 
 
 def test_two_runs_of_one_label_and_seed_are_refused():

@@ -124,3 +124,22 @@ def test_show_in_sets_the_figures_and_text_on_the_output_itself():
     shown = drawn["data"]["application/vnd.plotly.v1+json"]
     assert json.loads(pio.to_json(shown)) == json.loads(pio.to_json(figure.to_dict()))
     assert note == {"output_type": "stream", "name": "stdout", "text": "a note\n"}
+
+
+def test_a_press_on_three_seeds_shows_its_paired_effects_with_holm_verdicts():
+    """holistic against two rows on seeds 0-2: one clearly lower, one within a hair of it; both verdict columns."""
+    from holomerge_lab.experiment.pipeline import RunResult
+    from holomerge_lab.tour import widgets
+
+    def result(label, seed, acc):
+        return RunResult(method=label.split()[0], label=label, stream="split-digits", backbone="effnet-lite0",
+                         stages={}, seed=seed, acc_matrix=np.array([[acc]]), joint_accuracy=[acc], state_bytes=[8],
+                         seconds=1.0)  # fmt: skip
+
+    press = [result("holistic", s, 0.80 + 0.01 * s) for s in range(3)]
+    press += [result("average", s, 0.70 + 0.01 * s + 0.001 * (s % 2)) for s in range(3)]
+    press += [result("holistic −post", s, 0.80 + 0.01 * s + 0.0005 * (s - 1)) for s in range(3)]
+    html = widgets.effects_html(press)
+    assert "verdict (Holm)" in html and "holistic − average" in html and "higher" in html
+    assert "equivalent within ±1 point" in html  # the alignment row differs by ±0.05 points
+    assert widgets.effects_html(press[:2] + press[3:5]) == ""  # two seeds: no verdicts to show

@@ -98,8 +98,11 @@ def summary_table(summary: Sequence[dict]) -> list[dict]:
     ]
 
 
-def effects_table(effects_rows: Sequence[dict]) -> list[dict]:
-    """Printable rows of the paired effects, in points of accuracy."""
+def effects_table(effects_rows: Sequence[dict], margin: float = stats.MARGIN) -> list[dict]:
+    """Printable rows of the paired effects, in points of accuracy: the raw 95 % interval, the p of the test of no
+    difference (p ≠0) and of the equivalence test at ±margin (p ±m) with their verdict, then the same p-values and
+    verdict after Holm's adjustment over the table's rows (the family)."""
+    judged = stats.verdicts([e["effect"] for e in effects_rows], margin)
     return [
         {
             "comparison": e["comparison"],
@@ -108,15 +111,25 @@ def effects_table(effects_rows: Sequence[dict]) -> list[dict]:
             ),
             "n": e["effect"].interval.n,
             "seeds agreeing": f"{e['effect'].agree}/{e['effect'].interval.n}",
-            "verdict": _verdict(e),
+            "p ≠0": format_p(v.p),
+            "p ±m": format_p(v.p_equivalent),
+            "verdict": words(v.raw, e),
+            "Holm p ≠0": format_p(v.p_holm),
+            "Holm p ±m": format_p(v.p_equivalent_holm),
+            "verdict (Holm)": words(v.adjusted, e),
         }  # fmt: skip
-        for e in effects_rows
+        for e, v in zip(effects_rows, judged, strict=True)
     ]
 
 
-def _verdict(e: dict) -> str:
-    """The interval's verdict in words of the comparison: a stage helps / hurts, the method is higher / lower."""
-    verdict, stage = e["effect"].verdict, e["comparison"].startswith("stage ")
+def format_p(p: float) -> str:
+    """'0.034', '<0.001', or '–' for an untested row."""
+    return "–" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def words(verdict: str, e: dict) -> str:
+    """A verdict in the words of the comparison: a stage helps / hurts, the method is higher / lower."""
+    stage = e["comparison"].startswith("stage ")
     if verdict == "a > b":
         return "helps" if stage else "higher"
     if verdict == "a < b":
@@ -124,15 +137,23 @@ def _verdict(e: dict) -> str:
     return verdict
 
 
-def to_json(runs: Sequence[Run], reference: str = REFERENCE) -> dict:
-    """The aggregate as plain JSON: per row and metric mean / low / high / n, and the paired effects."""
+def to_json(runs: Sequence[Run], reference: str = REFERENCE, margin: float = stats.MARGIN) -> dict:
+    """The aggregate as plain JSON: per row and metric mean / low / high / n, and the paired effects with their
+    p-values and verdicts, raw and Holm-adjusted over the effects (NaN p-values of untested rows as null)."""
 
     def iv(i: stats.Interval) -> dict:
         return {"mean": i.mean, "low": i.low, "high": i.high, "n": i.n}
 
+    def number(p: float) -> float | None:
+        return None if p != p else p
+
+    paired = effects(runs, reference)
+    judged = stats.verdicts([e["effect"] for e in paired], margin)
     return {
         "confidence": stats.CONFIDENCE,
         "interval": "Student t over seeds",
+        "margin": margin,
+        "family": "the effects below; Holm's step-down adjustment, difference and equivalence (TOST) tests apart",
         "rows": [
             {**{k: v for k, v in row.items() if k not in METRICS}, **{k: iv(row[k]) for k in METRICS}}
             for row in summarize(runs)
@@ -147,8 +168,11 @@ def to_json(runs: Sequence[Run], reference: str = REFERENCE) -> dict:
                 "seeds": list(e["effect"].seeds),
                 "positive": e["effect"].positive,
                 "negative": e["effect"].negative,
+                "p": number(v.p), "p_holm": number(v.p_holm),
+                "p_equivalent": number(v.p_equivalent), "p_equivalent_holm": number(v.p_equivalent_holm),
+                "verdict": words(v.raw, e), "verdict_holm": words(v.adjusted, e),
             }  # fmt: skip
-            for e in effects(runs, reference)
+            for e, v in zip(paired, judged, strict=True)
         ],
     }
 

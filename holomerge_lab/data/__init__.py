@@ -23,7 +23,7 @@ from .sources import (
     seeded_split_note,
     train_view,
 )
-from .streams import MFA_CONFUSION_ORDER, STREAMS, build_stream, max_tasks, mnist_fashion_animal
+from .streams import DIL_STREAMS, MFA_CONFUSION_ORDER, STREAMS, build_stream, max_tasks, mnist_fashion_animal
 from .tasks import MAX_DOMAINS, Task, TaskStream, confusion_groups, pixel_permutation
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "FOLDERS_SPLIT",
     "FOLDER_IMAGE_SIZE",
     "FOLDER_LAYOUTS",
+    "DIL_STREAMS",
     "FOLDER_STREAMS",
     "IMAGECLEF_CLASSES",
     "MAX_DOMAINS",

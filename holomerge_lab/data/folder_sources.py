@@ -74,7 +74,7 @@ def read_cifar100(folder: str | os.PathLike) -> tuple:
     def images(part: dict) -> np.ndarray:
         return np.asarray(part["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
-    names = tuple(c.replace("_", " ") for c in meta["fine_label_names"])
+    names = tuple(meta["fine_label_names"])  # as torchvision has them, underscores kept: the authors' prompts
     return images(train), train["fine_labels"], images(test), test["fine_labels"], names
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError, check_choice
+from .folder_sources import DOMAIN_FOLDERS
 from .folder_streams import FOLDER_STREAMS
 from .sources import Source, load_source
 from .tasks import (
@@ -153,6 +154,10 @@ STREAMS: dict[str, Callable[..., TaskStream]] = {
     "permuted-mnist": permuted_mnist,
     **FOLDER_STREAMS,
 }
+
+
+# The domain-incremental streams (every task has every class): what the paper preset runs as the authors' DIL script
+DIL_STREAMS = frozenset({"rotated-mnist", "permuted-mnist", "imagenet-r-domains", *DOMAIN_FOLDERS})
 
 
 def max_tasks(name: str, root: str | os.PathLike | None = None) -> int:

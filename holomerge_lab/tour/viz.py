@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..analysis import evidence
+from ..analysis import evidence, stats
 from ..analysis.probes import AlignmentStep, AlphaCurve
 from ..data import TaskStream
 from ..experiment.pipeline import RunResult
@@ -161,7 +161,9 @@ def html_table(rows: Sequence[dict], css_class: str = "") -> str:
     return f'<table class="{html.escape(css_class)}"><tr>{header}</tr>{body}</table>'
 
 
-def write_report(results: Sequence[RunResult], path: str | Path, *, command: str = "") -> Path:
+def write_report(
+    results: Sequence[RunResult], path: str | Path, *, command: str = "", margin: float = stats.MARGIN
+) -> Path:
     """One self-contained HTML file (plotly.js inline, no CDN): the summary over seeds and the paired effects,
     the comparison and effects figures, and each run's accuracy matrix (the first seed's, per row)."""
     path = Path(path)
@@ -173,8 +175,10 @@ def write_report(results: Sequence[RunResult], path: str | Path, *, command: str
     )
     paired = evidence.effects(runs)
     if paired:
-        tables += "<h2>Paired effects (holistic − row, per seed)</h2>" + html_table(
-            evidence.effects_table(paired)
+        tables += (
+            "<h2>Paired effects (holistic − row, per seed)</h2><p>p: the paired t-test of no difference; verdict "
+            f"(Holm): after Holm's adjustment over the {len(paired)} comparisons; equivalence tested at "
+            f"{stats.margin_words(margin)} (two one-sided tests).</p>" + html_table(evidence.effects_table(paired, margin))
         )
     first = {}
     for r in results:

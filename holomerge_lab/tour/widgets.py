@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 
-from ..analysis import evidence
+from ..analysis import evidence, stats
 from ..data import FOLDER_STREAMS, STREAMS, cache_dir, max_tasks
 from ..errors import UserError
 from ..experiment.config import METHODS, RunConfig
@@ -115,6 +115,20 @@ def run_rows(results: Sequence[RunResult]) -> list[dict]:
         {"#": i + 1, "stream": g[0].stream, "tasks": len(g[0].acc_matrix), **row}
         for i, (g, row) in enumerate(zip(groups, rows, strict=True))
     ]
+
+
+def effects_html(results: Sequence) -> str:
+    """The paired effects of one press's runs (holistic − each other row, on the seeds both have) with their raw and
+    Holm-adjusted verdicts; empty unless the press ran holistic and another row on 3 seeds or more."""
+    runs = [r.to_json() for r in results if isinstance(r, RunResult)]
+    if len({r["seed"] for r in runs}) < stats.MIN_SEEDS_FOR_VERDICT or len({r["stream"] for r in runs}) != 1:
+        return ""
+    paired = evidence.effects(runs)
+    if not paired:
+        return ""
+    heading = (f"Paired effects of this press, in points (holistic − row on each seed; verdicts at level 0.05, Holm "
+               f"over its {len(paired)} rows, equivalence within {stats.margin_words(stats.MARGIN)})")  # fmt: skip
+    return f"<p><b>{heading}</b></p>" + html_table(evidence.effects_table(paired), "hm-effects")
 
 
 def numbered_comparison(results: Sequence[RunResult]) -> go.Figure:
@@ -216,6 +230,7 @@ class Panel:
         self.plans = dict(plans or {"Run": lambda c: [c]})
         self.execute, self.rows, self.draw, self.progress = execute, rows, figure, progress
         self.results: list = []
+        self.pressed = 0  # where the latest press's results begin in `results`: its paired effects are shown
         self.figures: list[go.Figure] = []
         self.error: str | None = None
         self.running = False
@@ -274,6 +289,7 @@ class Panel:
 
     def show_results(self, results: Sequence, note: str = "") -> None:
         """Add results made elsewhere (shipped ones: `shipped.Results.click`) and redraw, as if run here."""
+        self.pressed = len(self.results)
         self.results.extend(results)
         self.status.value = f'<span class="hm-note">{note}</span>' if note else ""
         self._redraw()
@@ -293,6 +309,7 @@ class Panel:
             self.status.value = self.estimate(configs)
             extra = {k: w.value for k, w in self.extra.items()}
             self.bar.max, self.bar.value = len(configs), 0
+            self.pressed = len(self.results)
             for i, config in enumerate(configs):
                 self.bar.description = f"{i}/{len(configs)}"
                 result = self.execute(config, self._prepare(config), self.progress, **extra)
@@ -325,7 +342,7 @@ class Panel:
         )
 
     def _redraw(self) -> None:
-        self.table.value = html_table(self.rows(self.results), "hm-results")
+        self.table.value = html_table(self.rows(self.results), "hm-results") + effects_html(self.results[self.pressed :])
         drawn = self.draw(self.results)
         self.figures = [drawn] if isinstance(drawn, go.Figure) else list(drawn)
         show_in(self.output, *self.figures)
