@@ -3,6 +3,7 @@
 import dataclasses
 
 import numpy as np
+import pytest
 from conftest import small_config
 
 from holomerge_lab.experiment.pipeline import METHODS, RunConfig, run
@@ -143,3 +144,12 @@ def test_a_press_on_three_seeds_shows_its_paired_effects_with_holm_verdicts():
     assert "verdict (Holm)" in html and "holistic − average" in html and "higher" in html
     assert "equivalent within ±1 point" in html  # the alignment row differs by ±0.05 points
     assert widgets.effects_html(press[:2] + press[3:5]) == ""  # two seeds: no verdicts to show
+
+
+@pytest.mark.parametrize("stream", ["split-animal", "split-mnist-fashion-animal", "rotated-mnist", "split-digits"])
+def test_every_control_shows_its_configs_value(stream):
+    """The stream dropdown once showed split-mnist for split-animal (its options were set after its value)."""
+    config = RunConfig(stream=stream, tasks=3, train_per_task=100, test_per_task=40, steps=30, lr=3e-4, alpha=0.4,
+                       align_steps=5, align_lr=1e-3, trainable_from=14, seed=3).resolve()  # fmt: skip
+    for field in CONTROLS:
+        assert control(field, config).value == getattr(config, field), field

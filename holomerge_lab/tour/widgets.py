@@ -72,6 +72,9 @@ def control(field: str, config: RunConfig) -> W.ValueWidget:
     widget = CONTROLS[field](value)
     if field == "stream" and config.data_root is None:  # folder streams need a data root: not offered without
         widget.options = [s for s in STREAMS if s not in FOLDER_STREAMS or s == value]
+        widget.value = value  # new options reset a dropdown to its first: set the config's stream again
+    if widget.value != value:
+        raise UserError(f"the {field} control shows {widget.value!r}, its config has {value!r}")
     widget.add_class(f"hm-{field}")
     return widget
 
