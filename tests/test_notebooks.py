@@ -111,3 +111,38 @@ def test_normal_mode_settings_fit_the_streams(path, monkeypatch):
         resolved = config.resolve()
         if resolved.tasks is not None:
             assert len(stream.tasks) == resolved.tasks, (path.name, config)
+
+
+TEACHING = [p for p in NOTEBOOKS if p.name[:2] not in GPU_ONLY]
+
+
+def _cells(path: Path) -> list[dict]:
+    return [{**c, "text": "".join(c["source"])} for c in json.loads(path.read_text())["cells"]]
+
+
+@pytest.mark.parametrize("path", TEACHING, ids=lambda p: p.stem)
+def test_each_chapter_opens_with_goals_and_closes_with_what_we_found(path):
+    """At most three learning goals in a markdown cell headed '## Learning goals' among the first four cells; a
+    '## What we found' section whose next code cell states the findings from the values just computed (through
+    `analysis.reading`), so its numbers cannot disagree with the run."""
+    cells = _cells(path)
+    goals = [c for c in cells[:4] if c["cell_type"] == "markdown" and c["text"].lstrip().startswith("## Learning goals")]
+    assert len(goals) == 1, f"{path.name}: a '## Learning goals' cell among the first four"
+    items = [line for line in goals[0]["text"].splitlines() if line.lstrip()[:2] in ("- ", "1.", "2.", "3.", "4.")]
+    assert 1 <= len(items) <= 3, (path.name, items)
+    found = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "## What we found" in c["text"]]
+    assert len(found) == 1, f"{path.name}: one '## What we found' section"
+    after = next(c for c in cells[found[0] + 1 :] if c["cell_type"] == "code")
+    assert "reading." in after["text"], f"{path.name}: What we found is printed from the values (analysis.reading)"
+
+
+@pytest.mark.parametrize("path", TEACHING, ids=lambda p: p.stem)
+def test_every_prediction_is_answered_by_the_numbers_just_computed(path):
+    """A markdown cell that asks the reader to predict is followed, within the next four cells, by a code cell
+    headed '# What the numbers say' that reads the computed values through `analysis.reading`."""
+    cells = _cells(path)
+    asks = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown" and "Predict" in c["text"]]
+    for i in asks:
+        answers = [c for c in cells[i + 1 : i + 5] if c["cell_type"] == "code"
+                   and c["text"].lstrip().startswith("# What the numbers say") and "reading." in c["text"]]  # fmt: skip
+        assert answers, f"{path.name}: the prediction in cell {i} is never answered by '# What the numbers say'"
