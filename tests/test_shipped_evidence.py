@@ -73,3 +73,17 @@ def test_the_seed_spread_the_readme_quotes_is_the_runs():
         spreads += [statistics.stdev(values) for values in rows.values()]
     quoted = f"standard deviation over the 5 seeds is {min(spreads):.1f} to {max(spreads):.1f} points"
     assert quoted in " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_the_readme_alignment_table_is_the_sweeps(tmp_path, monkeypatch):
+    """The table `python benchmarks/alignment_sweep.py` writes from its recorded runs, row for row."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import alignment_sweep
+    import seeded_search
+
+    seeded_search.write_markdown(alignment_sweep.table(seeded_search.load(alignment_sweep.RESULTS)), tmp_path / "t.md")
+    sweep = [line for line in (tmp_path / "t.md").read_text().splitlines() if line.strip()]
+    assert sweep == [line for line in (ROOT / "benchmarks" / "alignment_sweep.md").read_text().splitlines() if line]
+    readme = (ROOT / "README.md").read_text().splitlines()
+    start = readme.index(sweep[0])
+    assert readme[start : start + len(sweep)] == sweep
