@@ -6,7 +6,15 @@ import pytest
 import torch
 from scipy import stats
 
-from holomerge_lab.analysis.fisher_compare import compare_importances, cosine, ranks, spearman, top_k_overlap
+from holomerge_lab.analysis.fisher_compare import (
+    compare_importances,
+    cosine,
+    merge_share,
+    ranks,
+    share_agreement,
+    spearman,
+    top_k_overlap,
+)
 from holomerge_lab.experiment.training import fine_tune_task, task_objective
 from holomerge_lab.method.finetune import fine_tune
 
@@ -103,3 +111,40 @@ def test_setting_measurements_merge_the_two_task_models(small_prepared):
     rows = compare_importances(fa["v corrected"], fa["true"])
     assert got["mean ρ (v vs true)"] == pytest.approx(sum(r["spearman"] for r in rows) / len(rows))
     assert got["examples seen"] == config.resolve().steps * config.resolve().batch_size
+    w = {k: fa["true"][k] + fb["true"][k] for k in fa["true"]}
+    by_fisher = {k: torch.where(w[k] > 0, (fa["true"][k] * a.params[k] + fb["true"][k] * b.params[k]) / w[k], mean[k])
+                 if k in w else mean[k] for k in a.params}  # fmt: skip
+    assert got["true-Fisher merge acc"] == pytest.approx(evaluate(prep, forward, by_fisher, 1)[1], abs=1e-6)
+    # the same steps on both tasks: the bias correction scales both v by one factor, and the merge does not move
+    assert got["v-corrected merge acc"] == pytest.approx(got["v-weighted merge acc"], abs=1e-6)
+    assert got["share ρ (v vs true)"] == pytest.approx(
+        share_agreement(fa["v raw"], fb["v raw"], fa["true"], fb["true"]))
+
+
+def test_merge_share_is_the_share_the_merge_moves_each_coordinate_by():
+    from holomerge_lab.method.merging import fisher_weighted_merge
+
+    torch.manual_seed(0)
+    prev, new = {"w": torch.randn(50)}, {"w": torch.randn(50)}
+    f_prev, f_new = {"w": torch.rand(50)}, {"w": torch.rand(50)}
+    f_prev["w"][:5] = 0
+    f_new["w"][:5] = 0  # a dead unit: no weight on either side, the merge falls back to α
+    for alpha in (0.3, 0.5):
+        share = merge_share(f_prev, f_new, alpha)["w"]
+        merged, _ = fisher_weighted_merge(prev, new, f_prev, f_new, alpha)
+        assert torch.allclose(prev["w"] + share.float() * (new["w"] - prev["w"]), merged["w"], atol=1e-6)
+        assert torch.all(share[:5] == alpha)
+        expected = alpha * f_new["w"][5:] / ((1 - alpha) * f_prev["w"][5:] + alpha * f_new["w"][5:])
+        assert torch.allclose(share[5:].float(), expected, atol=1e-6)
+
+
+def test_share_agreement_can_be_low_where_the_ranks_within_a_task_agree():
+    """A factor both tasks share (an input's scale) dominates each task's ranking but cancels in the share."""
+    torch.manual_seed(0)
+    common = torch.exp(3 * torch.randn(4000))
+    f_a, f_b, v_a, v_b = ({"w": common * (0.5 + torch.rand(4000))} for _ in range(4))
+    assert spearman(v_a["w"], f_a["w"]) > 0.9  # ranked alike within the task
+    assert abs(share_agreement(v_a, v_b, f_a, f_b)) < 0.1  # but the split between the tasks is unrelated
+    assert share_agreement(f_a, f_b, f_a, f_b) == pytest.approx(1.0)
+    scaled = {"w": 7 * f_a["w"]}, {"w": 7 * f_b["w"]}  # one scale for both tasks: the same shares
+    assert share_agreement(*scaled, f_a, f_b) == pytest.approx(1.0)

@@ -80,6 +80,35 @@ def compare_importances(
     return rows
 
 
+def merge_share(
+    prev_weight: Mapping[str, Tensor], new_weight: Mapping[str, Tensor], alpha: float = 0.5
+) -> dict[str, Tensor]:
+    """Per coordinate, the new model's share in the stage-2 merge: α·w_new / ((1 − α)·w_prev + α·w_new), α where
+    both weights are 0 (as `fisher_weighted_merge` falls back). The merge is θ̄ + share·(θ − θ̄), so this, not each
+    task's importance alone, is what the weights decide: two estimates that rank coordinates alike within one task
+    can still split a coordinate differently between two tasks."""
+    shares = {}
+    for name in prev_weight:
+        if name not in new_weight:
+            continue
+        w_prev, w_new = (1 - alpha) * prev_weight[name].double(), alpha * new_weight[name].double()
+        total = w_prev + w_new
+        shares[name] = torch.where(total > 0, w_new / torch.where(total > 0, total, torch.ones_like(total)), alpha)
+    return shares
+
+
+def share_agreement(
+    v_prev: Mapping[str, Tensor], v_new: Mapping[str, Tensor], f_prev: Mapping[str, Tensor],
+    f_new: Mapping[str, Tensor], alpha: float = 0.5,
+) -> float:  # fmt: skip
+    """Mean over layers of Spearman's ρ between the merge's share computed with v and with the Fisher: 1 when v
+    would split every coordinate between the two tasks in the Fisher's order. Within-task ρ (`compare_importances`)
+    can be high while this is low: a factor both tasks share (a large input activation) cancels in the share."""
+    with_v, with_f = merge_share(v_prev, v_new, alpha), merge_share(f_prev, f_new, alpha)
+    values = [spearman(with_v[n], with_f[n]) for n in with_v if n in with_f]
+    return sum(values) / len(values)
+
+
 def task_importances(
     prep: Prepared,
     t: int,
@@ -115,8 +144,10 @@ def setting_measurements(
 ) -> dict[str, float]:
     """One optimizer setting (β2, batch size, schedule in `config`), one seed: fine-tune both tasks in the tangent
     space, then how well task a's bias-corrected v ranks coordinates like its true Fisher (mean Spearman ρ and
-    top-k overlap over layers), the mean scale of v and of the true Fisher, and the joint accuracy of the two task
-    models merged by the stage-2 rule with raw v against plain averaging (the merge the setting feeds)."""
+    top-k overlap over layers), how well the merge's share of task b computed with raw v ranks like the share
+    computed with the true Fisher (`share_agreement`), the mean scale of v and of the true Fisher, and the joint
+    accuracy of the two task models merged by the stage-2 rule with raw v, with bias-corrected v and with the true
+    Fisher, against plain averaging (the merge the setting feeds)."""
     a, b = tasks
     model_a, found_a = task_importances(prep, a, config=config, kinds=("true",), examples=examples)
     model_b, found_b = task_importances(prep, b, config=config, kinds=("true",), examples=examples)
@@ -129,14 +160,22 @@ def setting_measurements(
     merged, _ = fisher_weighted_merge(
         model_a.params, model_b.params, found_a["v raw"], found_b["v raw"], alpha
     )
+    corrected, _ = fisher_weighted_merge(
+        model_a.params, model_b.params, found_a["v corrected"], found_b["v corrected"], alpha
+    )
+    by_fisher, _ = fisher_weighted_merge(model_a.params, model_b.params, found_a["true"], found_b["true"], alpha)
     averaged = interpolate(model_a.params, model_b.params, alpha)
     upto = max(tasks)
     return {
         "mean ρ (v vs true)": sum(r["spearman"] for r in rows) / len(rows),
         "mean top-k overlap": sum(r["top-k overlap"] for r in rows) / len(rows),
+        "share ρ (v vs true)": share_agreement(found_a["v raw"], found_b["v raw"], found_a["true"], found_b["true"],
+                                               alpha),
         "v corrected scale": scale(found_a["v corrected"]),
         "true Fisher scale": scale(found_a["true"]),
         "v-weighted merge acc": evaluate(prep, forward, merged, upto)[1],
+        "v-corrected merge acc": evaluate(prep, forward, corrected, upto)[1],
+        "true-Fisher merge acc": evaluate(prep, forward, by_fisher, upto)[1],
         "average merge acc": evaluate(prep, forward, averaged, upto)[1],
         "examples seen": float(model_a.steps * config.resolve().batch_size),
     }
