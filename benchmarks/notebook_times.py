@@ -52,8 +52,15 @@ def run_time_line(entry: dict, name: str) -> str:
     return (
         f"{RUN_TIME} About {duration(entry['seconds'])} from the shipped results, {reader}, and "
         f"{duration(live['seconds'])} live (every value recomputed: `results.live = True`), top to bottom on 2 CPU "
-        f"cores ({timed}; live, from an empty cache: `python -m holomerge_lab.tour.shipped`)."
+        f"cores ({timed}; live, {_live_cache(live)}: `python -m holomerge_lab.tour.shipped`)."
     )
+
+
+def _live_cache(live: dict) -> str:
+    """The disk cache the live run started from, as the recording noted it (`made_by["cache_empty"]`)."""
+    if live.get("cache_empty") is False:
+        return "with the disk cache earlier runs filled (trunk features, task models)"
+    return "from an empty cache"
 
 
 def cache_state(entry: dict) -> str:
@@ -98,7 +105,7 @@ def live_times(stem: str) -> dict | None:
     if not path.is_file():
         return None
     made = shipped.read_file(path).get("made_by", {})
-    keys = ("seconds", "cells", "code_sha256", "date", "command")
+    keys = ("seconds", "cells", "code_sha256", "date", "command", "cache_empty")
     return {k: made.get(k) for k in keys} if "seconds" in made else None
 
 

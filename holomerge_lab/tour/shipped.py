@@ -304,6 +304,7 @@ def record_notebook(path: Path, *, fast: bool, timeout: int, attempts: int = 3) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..analysis.bench import machine
+    from ..data import cache_dir
 
     parser = argparse.ArgumentParser(prog="python -m holomerge_lab.tour.shipped", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="notebook prefixes, e.g. 00 04 (default: every notebook but 08)")
@@ -320,9 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out {args.out} is a file: give a folder")
     command = shlex.join(["python", "-m", "holomerge_lab.tour.shipped", *(argv if argv is not None else sys.argv[1:])])
     for path in chosen:
+        cache_empty = not any(cache_dir().glob("*/*"))  # what the live times started from: said beside them
         data = record_notebook(path, fast=args.fast, timeout=args.timeout)
         data["notebook"] = path.stem
-        data["made_by"].update(command=command, fast=args.fast, packages=versions(), machine=machine(),
+        data["made_by"].update(command=command, fast=args.fast, packages=versions(), machine=machine(), cache_empty=cache_empty,
                                date=datetime.now().isoformat(timespec="seconds"))
         write_json(args.out / f"{path.stem}.json", data)
         print(f"{path.name}: {len(data['entries'])} values in {data['made_by']['seconds']:.0f} s", file=sys.stderr)
