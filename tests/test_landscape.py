@@ -158,8 +158,22 @@ def test_pair_summary_keeps_the_small_part_and_ships(small_prepared):
     prep, config = small_prepared, small_config(steps=3)
     measured = landscape.pair_measurements(prep, (0, 1), [0.0, 0.5, 1.0], [0.0, 1.0], config=config)
     summary = landscape.pair_summary(prep, (0, 1), measured)
-    assert set(summary) == {"paths", "maps", "numbers", "linearity"}
-    assert set(summary["paths"]["tangent"]) == {"alpha", "loss", "accuracy", "accuracy task 1", "accuracy task 2"}
+    assert set(summary) == {"paths", "controls", "maps", "numbers", "linearity"}
+    assert set(summary["paths"]["tangent"]) == {"alpha", "loss", "accuracy", "accuracy task 1", "accuracy task 2",
+                                                "loss task 1", "loss task 2"}  # fmt: skip
+    assert set(summary["controls"]) == {"standard", "tangent"} and "models" not in summary["controls"]["tangent"]
+    assert set(summary["maps"]) == {"standard", "tangent", "standard, equal ‖τ‖", "tangent, equal ‖τ‖"}
+    tau = {n: [landscape.task_vector(m, prep.theta0) for m in measured["paths"][n]["models"]]
+           for n in ("standard", "tangent")}  # fmt: skip
+    equal = [landscape.common_norm([tau["standard"][t], tau["tangent"][t]])[1] for t in range(2)]  # the tangent ones
+    predict = landscape.task_predictor(prep, measured["paths"]["tangent"]["forward"], [0, 1])
+    assert np.array_equal(landscape.vector_map(predict, prep.theta0, equal, [0.0, 1.0]),
+                          summary["maps"]["tangent, equal ‖τ‖"])  # fmt: skip
+    numbers = summary["numbers"]["tangent"]
+    assert numbers["control midpoint drop"] == pytest.approx(
+        landscape.midpoint_drop(summary["controls"]["tangent"], 0, None))
+    assert numbers["task 2 loss barrier"] == pytest.approx(
+        landscape.barrier_height([0.0, 0.5, 1.0], summary["paths"]["tangent"]["loss task 2"]))
     a, _ = fine_tune_task(prep, 0, tangent=False, config=config)
     assert summary["numbers"]["standard"]["‖τ1‖"] == pytest.approx(
         landscape.vector_norm(landscape.task_vector(a.params, prep.theta0))
@@ -190,3 +204,67 @@ def test_compare_over_seeds_pairs_the_seeds():
     assert row["tangent − standard"] == stats.format_interval(diffs, signed=True)
     assert row["standard"] == stats.format_interval(stats.interval([0.5, 0.2, 0.9]))
     assert row["seeds agreeing"] == "3/3" and row["verdict"] == "tangent lower"
+
+
+def test_common_norm_keeps_directions_and_equalises_lengths():
+    a = {"w": torch.tensor([3.0, 4.0]), "v": torch.tensor([0.0])}  # norm 5
+    b = {"w": torch.tensor([0.0, 0.0]), "v": torch.tensor([1.0])}  # norm 1
+    ra, rb = landscape.common_norm([a, b])  # both to (5 + 1) / 2 = 3
+    assert landscape.vector_norm(ra) == pytest.approx(3.0) and landscape.vector_norm(rb) == pytest.approx(3.0)
+    assert torch.allclose(ra["w"], torch.tensor([1.8, 2.4])) and torch.allclose(rb["v"], torch.tensor([3.0]))
+
+
+def test_vector_map_is_the_disentanglement_error_at_each_point():
+    torch.manual_seed(2)
+    x1, x2 = torch.randn(30, 3), torch.randn(20, 3)
+    theta0 = {"w": torch.randn(3)}
+    vectors = [{"w": torch.randn(3)}, {"w": torch.randn(3)}]
+    alphas = [0.0, 0.5, 1.5]
+    grid = landscape.vector_map(_sign_predict([x1, x2]), theta0, vectors, alphas)
+    for i, a1 in enumerate(alphas):
+        for j, a2 in enumerate(alphas):
+            expected = landscape.disentanglement_error(_sign_predict([x1, x2]), theta0, vectors, [a1, a2])
+            assert grid[i, j] == pytest.approx(expected)
+
+
+def test_midpoint_drop_and_value_at_by_hand():
+    path = {"alpha": [0.0, 0.25, 0.75, 1.0], "accuracy task 1": [0.9, 0.8, 0.4, 0.2],
+            "accuracy task 2": [0.1, 0.5, 0.7, 0.8]}  # fmt: skip
+    assert landscape.value_at(path, "accuracy task 1", 0.5) == pytest.approx(0.6)  # between 0.8 and 0.4
+    assert landscape.midpoint_drop(path, 0, 0.0) == pytest.approx(0.9 - 0.6)
+    assert landscape.midpoint_drop(path, 1, 1.0) == pytest.approx(0.8 - 0.6)
+    assert landscape.midpoint_drop(path, 0, None) == pytest.approx((0.9 + 0.2) / 2 - 0.6)
+
+
+def test_per_task_losses_split_the_joint_loss(small_prepared):
+    """Each task's loss is the cross-entropy on its part of the joint test set: weighted by the parts' sizes, they
+    average to the joint loss."""
+    prep = small_prepared
+    forward = forward_fn(prep.backbone.top, prep.theta0, tangent=False)
+    a, _ = fine_tune_task(prep, 0, tangent=False)
+    path = landscape.pair_path(prep, forward, a.params, prep.theta0, [0, 2], [0.0, 0.3, 1.0])
+    sizes = [len(prep.stream.tasks[t].test_labels) for t in (0, 2)]
+    for i in range(3):
+        mixed = (sizes[0] * path["loss task 1"][i] + sizes[1] * path["loss task 3"][i]) / sum(sizes)
+        assert mixed == pytest.approx(path["loss"][i], rel=1e-5)
+
+
+def test_control_path_pairs_two_fine_tunings_of_one_task(small_prepared):
+    """The control's second end is the same task fine-tuned with the seed moved by CONTROL_SEED; it is walked on the
+    pair's joint test set like the pair itself."""
+    import dataclasses
+
+    prep, config = small_prepared, small_config(steps=3)
+    a, _ = fine_tune_task(prep, 0, tangent=True, config=config)
+    control = landscape.control_path(prep, (0, 1), a.params, [0.0, 0.5, 1.0], tangent=True, config=config)
+    again, _ = fine_tune_task(prep, 0, tangent=True,
+                              config=dataclasses.replace(config, seed=config.resolve().seed + landscape.CONTROL_SEED))  # fmt: skip
+    assert all(torch.equal(again.params[k], control["models"][1][k]) for k in again.params)
+    assert not all(torch.equal(again.params[k], a.params[k]) for k in a.params)  # other mini-batches
+    walked = landscape.pair_path(prep, control["forward"], a.params, again.params, [0, 1], [0.0, 0.5, 1.0])
+    assert {k: control[k] for k in walked} == walked
+
+
+def test_per_seed_reads_one_number_per_seed():
+    by_seed = {2: {"numbers": {"tangent": {"q": 0.5}}}, 0: {"numbers": {"tangent": {"q": 1.5}}}}
+    assert landscape.per_seed(by_seed, "tangent", "q") == {0: 1.5, 2: 0.5}

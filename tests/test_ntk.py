@@ -146,3 +146,74 @@ def test_shift_measurements_of_both_fine_tunings(small_prepared):
         truth = (prep.stream.tasks[1].test_labels[:, None] == classes).float().argmax(1)
         assert got[name]["accuracy"] == pytest.approx(float((predicted == truth).float().mean()))
     assert got["standard"]["relative_gap"] > 0
+
+
+def test_kernel_change_closed_form_and_zero_for_f_lin():
+    """Square's NTK is diagonal in the outputs: Θ[i, j, c, c] = 4·w_c²·x_ic²·x_jc², so moving w scales block c by
+    (w'_c / w_c)². f_lin's Jacobian is J at θ0 wherever θ is: its kernel does not move at all."""
+    from holomerge_lab.analysis.ntk import kernel_change
+
+    torch.manual_seed(0)
+    module, x = Square(3), torch.randn(4, 3)
+    theta0 = {"w": module.w.detach().clone()}
+    theta = {"w": theta0["w"] * torch.tensor([1.0, 2.0, 0.5])}
+    per_output = [4 * (w**2) * torch.outer(x[:, c] ** 2, x[:, c] ** 2) for c, w in enumerate(theta0["w"])]
+    before = torch.stack(per_output)
+    after = torch.stack([k * s**2 for k, s in zip(per_output, (1.0, 2.0, 0.5), strict=True)])
+    expected = float((after - before).norm() / before.norm())
+    got = kernel_change(forward_fn(module, theta0, False), theta0, theta, x)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert kernel_change(forward_fn(module, theta0, True), theta0, theta, x) < 1e-6
+
+
+def test_balanced_examples_takes_the_first_of_each_class():
+    from holomerge_lab.analysis.ntk import balanced_examples
+
+    labels = torch.tensor([3, 1, 3, 1, 1, 3, 3])
+    assert balanced_examples(labels, [1, 3], 4).tolist() == [1, 3, 0, 2]
+
+
+def test_linearity_along_line_is_the_gap_at_each_scaled_point(small_prepared):
+    """Row ε is `linearity_gap` at θ0 + ε·(θ − θ0): 0 at ε = 0, the fine-tuned θ's own at ε = 1, and the relative
+    gap shrinks with ε (a first-order expansion is exact to first order)."""
+    from holomerge_lab.analysis.ntk import linearity_along_line
+    from holomerge_lab.experiment.training import fine_tune_task
+
+    prep = small_prepared
+    model, _ = fine_tune_task(prep, 0, tangent=False)
+    rows = linearity_along_line(prep, 0, model.params, [0.0, 1e-3, 1.0])
+    assert [r["scale"] for r in rows] == [0.0, 1e-3, 1.0]
+    assert rows[0]["weight_distance"] == 0 and rows[0]["gap"] < 1e-5
+    forward, forward_lin = (forward_fn(prep.backbone.top, prep.theta0, t) for t in (False, True))
+    at_theta = linearity_gap(forward, forward_lin, prep.theta0, model.params, prep.test_features[0])
+    assert rows[-1] == pytest.approx({"scale": 1.0, **at_theta})
+    assert rows[1]["relative_gap"] < rows[2]["relative_gap"]
+
+
+def test_tangent_space_on_seeds_measures_each_seed_on_its_own_run():
+    """Seed 0's rows are `linearity_along_run` on a run prepared with seed 0, its line ends at the last checkpoint's
+    weights, and its kernel change is `kernel_change` at those weights; another seed is another run."""
+    import dataclasses
+
+    from conftest import small_config
+
+    from holomerge_lab.analysis.ntk import kernel_change, tangent_space_on_seeds
+    from holomerge_lab.experiment.pipeline import prepare
+    from holomerge_lab.experiment.training import fine_tune_task, task_objective
+
+    config = small_config(tasks=2, steps=3)
+    got = tangent_space_on_seeds(config, 0, [1, 3], [0, 1], scales=[0.5, 1.0], ntk_examples=4)
+    assert sorted(got) == [0, 1]
+    prep = prepare(config, progress=False)
+    for row, expected_row in zip(got[0]["run"], linearity_along_run(prep, 0, [1, 3]), strict=True):
+        assert row == pytest.approx(expected_row)
+    assert got[0]["line"][-1]["weight_distance"] == pytest.approx(got[0]["run"][-1]["weight_distance"])
+    model, _ = fine_tune_task(prep, 0, tangent=False, config=dataclasses.replace(config, steps=3))
+    logits, _, _ = task_objective(prep, 0, tangent=False)
+    names = [k for k in prep.theta0 if k != prep.backbone.bias]
+    labels = prep.stream.tasks[0].test_labels
+    picked = torch.cat([torch.nonzero(labels == c).flatten()[:2] for c in prep.stream.tasks[0].classes])
+    expected = kernel_change(logits, {k: prep.theta0[k] for k in names}, {k: model.params[k] for k in names},
+                             prep.test_features[0][picked])  # fmt: skip
+    assert got[0]["kernel change"] == pytest.approx(expected, rel=1e-5)
+    assert got[1]["run"] != got[0]["run"]

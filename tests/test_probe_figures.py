@@ -67,3 +67,20 @@ def test_stream_images_are_the_tasks_first_images_row_by_row():
     figure = stream_images_figure(stream, per_task=3)
     assert np.array_equal(np.asarray(figure.data[0].z), mosaic[::-1])
     assert list(figure.layout.yaxis.ticktext) == names
+
+
+def test_memory_lines_group_identical_bytes_and_merged_points_sit_on_top(small_prepared):
+    """Methods that carry the same bytes share one line named after all of them; in the t-SNE the merged model's
+    points are drawn last, open, so the aligned points under them cannot hide them."""
+    results = [run(small_config(method=m), small_prepared, progress=False) for m in ("average", "sequential", "holistic")]
+    lines = state_bytes_figure(results).data
+    assert [t.name for t in lines] == ["average, sequential", "holistic"]
+    assert [list(t.y) for t in lines] == [results[0].state_bytes, results[2].state_bytes]
+    rng = np.random.default_rng(0)
+    names = [f"{m}/{d}" for d in ("old", "new") for m in ("previous", "merged", "aligned")]
+    coords = {n: rng.normal(size=(4, 2)) for n in names}
+    figure = tsne_figure(coords, {n: np.zeros(4, dtype=int) for n in names})
+    drawn = [t.name for t in figure.data]
+    assert drawn[-2:] == ["merged on old data", "merged on new data"]
+    assert [t.marker.symbol for t in figure.data[-2:]] == ["circle-open", "x-open"]
+    assert figure.layout.xaxis.title.text and figure.layout.yaxis.title.text

@@ -240,3 +240,25 @@ def check_one_comparison(named: list[tuple[Path, dict]]) -> None:
         if key in seen:
             raise UserError(f"{seen[key].name} and {path.name} are both {r['label']} at seed {r['seed']}: keep one")
         seen[key] = path
+
+
+def seed_values(runs: Sequence[Run], metric: str = "ACC (task mean)") -> dict[str, dict[int, float]]:
+    """label -> seed -> `metric`: each row's value on each of its seeds, in the form `analysis.reading` pairs by
+    seed, so a notebook reads "holistic against average" from the same runs its table summarizes."""
+    read = METRICS[metric]
+    return {label: {s: read(r) for s, r in seeds.items()} for label, seeds in by_label(runs).items()}
+
+
+def stage_on_off(runs: Sequence[Run], metric: str = "ACC (task mean)") -> dict[str, tuple[dict, dict]]:
+    """stage -> (seed -> mean of `metric` over the 4 runs with the stage on, seed -> the same with it off), over a
+    full 2³ grid per seed. Their paired difference is `stage_effects`' main effect; the two sides apart let
+    `analysis.reading` say it as "with the stage − without it" and judge a prediction."""
+    mains = {e["other"]: e for e in stage_effects(runs, metric)}  # checks the grid: every seed has all 8
+    read = METRICS[metric]
+    sides: dict[str, tuple[dict, dict]] = {stage: ({}, {}) for stage in mains}
+    for stage in mains:
+        for state, side in zip((True, False), sides[stage], strict=True):
+            for r in runs:
+                if bool(r["stages"][stage]) == state:
+                    side[r["seed"]] = side.get(r["seed"], 0.0) + read(r) / 2 ** (len(STAGE_NAMES) - 1)
+    return sides

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from ..analysis import evidence, stats
-from ..analysis.probes import AlignmentStep, AlphaCurve
+from ..analysis.probes import AlignmentStep, AlphaCurve, by_seed, plasticity
 from ..data import TaskStream
 from ..experiment.pipeline import RunResult
 from ..files import atomic_write_text
@@ -48,10 +48,11 @@ def accuracy_matrix_figure(result: RunResult) -> go.Figure:
             text=text, texttemplate="%{text}", zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="acc"),
         )
     )  # fmt: skip
-    figure.update_layout(
-        title=f"{result.label} on {result.stream}: ACC {result.acc_task_mean:.3f} (task mean), "
-        f"{result.acc_pooled:.3f} (pooled), BWT {result.bwt:+.3f}",
-        yaxis=dict(autorange="reversed"), width=420 + 20 * n, height=360 + 20 * n, margin=dict(t=60),
+    figure.update_layout(  # two short title lines: one long line was cut off at the figure's width
+        title=dict(text=f"{result.label} on {result.stream}, seed {result.seed}<br><sup>ACC "
+                   f"{result.acc_task_mean:.3f} (task mean), {result.acc_pooled:.3f} (pooled), BWT {result.bwt:+.3f}</sup>"),
+        xaxis_title="tested on task j", yaxis=dict(autorange="reversed", title="after learning task i"),
+        width=max(520, 440 + 20 * n), height=380 + 20 * n, margin=dict(t=90),
     )  # fmt: skip
     return figure
 
@@ -232,15 +233,24 @@ def accuracy_matrices_figure(results: Sequence[RunResult], columns: int = 4) -> 
 
 
 def state_bytes_figure(results: Sequence[RunResult]) -> go.Figure:
-    """Bytes each method carries from one task to the next (θ0 not counted): flat lines are Θ(1) in T."""
+    """Bytes each method carries from one task to the next (θ0 not counted): flat lines are Θ(1) in T. Methods that
+    carry exactly the same bytes share one line, its legend naming them all (else most lines hide under others)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in results:
+        groups.setdefault(tuple(r.state_bytes), []).append(r.label)
     figure = go.Figure(
-        [go.Scatter(x=list(range(1, len(r.state_bytes) + 1)), y=r.state_bytes, mode="lines+markers", name=r.label)
-         for r in results]
+        [go.Scatter(x=list(range(1, len(b) + 1)), y=list(b), mode="lines+markers", name=", ".join(names),
+                    line=dict(color=COLOURS[i % len(COLOURS)]), marker=dict(symbol=SYMBOLS[i % len(SYMBOLS)]))
+         for i, (b, names) in enumerate(groups.items())]
     )  # fmt: skip
-    figure.update_layout(
-        title="Memory carried between tasks", xaxis_title="after task", yaxis=dict(title="bytes", type="log")
-    )
+    stream = f" on {results[0].stream}, seed {results[0].seed}" if results else ""
+    figure.update_layout(title=f"Memory carried between tasks{stream}", xaxis_title="after task",
+                         yaxis=dict(title="bytes carried (log scale)", type="log"), legend=dict(title="methods"))  # fmt: skip
     return figure
+
+
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # one per line
+SYMBOLS = ("circle", "square", "diamond", "x", "triangle-up", "cross", "star", "hexagon")
 
 
 def alpha_curve_figure(curve: AlphaCurve) -> go.Figure:
@@ -267,17 +277,21 @@ def tsne_figure(
     class_names: Sequence[str] | None = None,
 ) -> go.Figure:
     """Points of a joint t-SNE; names are "model/data" (e.g. "merged/old"): colour = model, symbol = data. With
-    `class_names`, each class is named on the page at the centre of its points (all sets), and in the hover."""
+    `class_names`, each class is named on the page at the centre of its points (all sets), and in the hover. The
+    merged model's points are drawn last, as open markers over the filled, translucent aligned ones: where alignment
+    barely moved a point the two coincide and both stay visible."""
     colours = {"previous": "#1f77b4", "merged": "#d62728", "aligned": "#2ca02c"}
     symbols = {"old": "circle", "new": "x"}
+    layer = {"previous": 0, "aligned": 1, "merged": 2}  # drawing order: merged on top
     name_of = (lambda c: class_names[int(c)]) if class_names is not None else (lambda c: f"class {c}")
     figure = go.Figure()
-    for name, xy in coords.items():
-        model, data = name.split("/")
+    for name in sorted(coords, key=lambda n: layer.get(n.split("/")[0], 0)):
+        xy, (model, data) = coords[name], name.split("/")
+        symbol = symbols.get(data, "circle") + ("-open" if model == "merged" else "")
         figure.add_scatter(
             x=xy[:, 0].tolist(), y=xy[:, 1].tolist(), mode="markers", name=f"{model} on {data} data",
-            text=[name_of(c) for c in labels[name]], opacity=0.6,
-            marker=dict(color=colours.get(model), symbol=symbols.get(data, "circle"), size=6),
+            text=[name_of(c) for c in labels[name]], opacity=0.9 if model == "merged" else 0.45,
+            marker=dict(color=colours.get(model), symbol=symbol, size=8 if model == "merged" else 6),
         )  # fmt: skip
     if class_names is not None:
         points = np.concatenate(list(coords.values()))
@@ -286,7 +300,8 @@ def tsne_figure(
             x, y = points[classes == c].mean(0)
             figure.add_annotation(x=float(x), y=float(y), text=f"<b>{name_of(c)}</b>", showarrow=False,
                                   bgcolor="rgba(255,255,255,0.7)")  # fmt: skip
-    figure.update_layout(title=title, xaxis=dict(showticklabels=False), yaxis=dict(showticklabels=False))
+    figure.update_layout(title=title, xaxis=dict(showticklabels=False, title="t-SNE axis 1 (no units)"),
+                         yaxis=dict(showticklabels=False, title="t-SNE axis 2 (no units)"))  # fmt: skip
     return figure
 
 
@@ -304,6 +319,70 @@ def discrepancy_figure(steps: Sequence[AlignmentStep], loss: str = "mse") -> go.
         title=f"Feature discrepancy to the teacher ({loss}) after each merge", xaxis_title="task merged",
         yaxis_title=loss,
     )  # fmt: skip
+    return figure
+
+
+def tangent_standard_figure(results: Sequence[RunResult]) -> go.Figure:
+    """Tangent against standard fine-tuning per stream: plasticity (mean R[t][t]) and final ACC, each the mean over
+    seeds with its 95 % interval (error bars) and every seed's value (dots), on a 0–1 axis so no difference is
+    blown up. Only runs with the latest run's settings (all but stream, pre and seed) are drawn: a press with other
+    settings starts a fresh picture instead of mixing with the old one."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("plasticity: mean of R[t][t]", "final ACC"))
+    if not results:
+        return figure
+    fixed = {k: v for k, v in results[-1].config.items() if k not in ("seed", "stream", "pre")}
+    current = [r for r in results if all(r.config.get(k) == v for k, v in fixed.items())]
+    streams = list(dict.fromkeys(r.stream for r in current))
+    seeds = sorted({r.seed for r in current})
+    ways = ((True, "tangent", "#1f77b4"), (False, "standard", "#d62728"))
+    for col, value in ((1, plasticity), (2, lambda r: r.acc)):
+        for pre, way, colour in ways:
+            per = {s: by_seed(current, value, stream=s, pre=pre) for s in streams}
+            shown = [s for s in streams if per[s]]
+            ivs = [stats.interval(list(per[s].values())) for s in shown]
+            x = [f"{s}<br>{way}" for s in shown]
+            figure.add_bar(
+                x=x, y=[iv.mean for iv in ivs], name=way, marker_color=colour, legendgroup=way, showlegend=col == 1,
+                error_y=dict(type="data", array=[iv.half_width for iv in ivs], visible=True), row=1, col=col,
+            )  # fmt: skip
+            figure.add_scatter(
+                x=[f"{s}<br>{way}" for s in shown for _ in per[s]], y=[v for s in shown for v in per[s].values()],
+                mode="markers", marker=dict(color="rgba(0,0,0,0.5)", size=6), name="each seed",
+                legendgroup="seed", showlegend=col == 1 and pre, row=1, col=col,
+            )  # fmt: skip
+    figure.update_yaxes(range=[0, 1.05], title_text="accuracy")
+    order = [f"{s}<br>{way}" for s in streams for _, way, _ in ways]  # each stream's two ways side by side
+    figure.update_xaxes(title_text="stream, fine-tuning", categoryorder="array", categoryarray=order)
+    spread = "mean ± 95 % CI over seeds" if len(seeds) > 1 else "one seed: a preview"
+    figure.update_layout(
+        title=f"Holistic method, tangent vs standard fine-tuning on {', '.join(streams)}<br>seeds {seeds} ({spread})",
+        margin=dict(t=90),
+    )  # fmt: skip
+    return figure
+
+
+def seed_curves_figure(
+    curves: Mapping[str, Mapping[int, Sequence[float]]], *, title: str, xaxis_title: str, yaxis_title: str,
+    x: Sequence[float] | None = None, zero_line: bool = False,
+) -> go.Figure:  # fmt: skip
+    """One line per setting (`curves`: name -> seed -> values at each x): at each x the mean over seeds with its
+    95 % interval as error bars. Each line has its own dash and marker, so two lines that coincide both stay
+    visible. `zero_line` draws y = 0 (for a curve of paired differences)."""
+    dashes, symbols = ("solid", "dash", "dot", "dashdot"), ("circle", "x", "square", "diamond")
+    figure = go.Figure()
+    for i, (name, by_seed_values) in enumerate(curves.items()):
+        values = np.array([list(v) for v in by_seed_values.values()], dtype=float)  # [seeds, x]
+        ivs = [stats.interval(values[:, k].tolist()) for k in range(values.shape[1])]
+        figure.add_scatter(
+            x=list(x) if x is not None else list(range(values.shape[1])), y=[iv.mean for iv in ivs],
+            mode="lines+markers", name=f"{name} ({values.shape[0]} seeds)",
+            line=dict(dash=dashes[i % len(dashes)], width=3 if i == 0 else 2),
+            marker=dict(symbol=symbols[i % len(symbols)], size=9 if i == 0 else 7),
+            error_y=dict(type="data", array=[iv.half_width for iv in ivs], visible=values.shape[0] > 1),
+        )  # fmt: skip
+    if zero_line:
+        figure.add_hline(y=0, line=dict(color="grey", dash="dot"))
+    figure.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, margin=dict(t=90))
     return figure
 
 
@@ -329,9 +408,62 @@ def stream_images_figure(stream: TaskStream, per_task: int = 6) -> go.Figure:
     height = mosaic.shape[0] // len(names)
     figure = go.Figure(go.Heatmap(z=mosaic[::-1], colorscale="gray", showscale=False, hoverinfo="skip"))
     figure.update_yaxes(tickvals=[mosaic.shape[0] - height * (i + 0.5) for i in range(len(names))],
-                        ticktext=names, scaleanchor="x")  # fmt: skip
-    figure.update_xaxes(showticklabels=False)
+                        ticktext=names, scaleanchor="x", automargin=True,  # long names: else cut off at the margin
+                        title="task (its classes)")  # fmt: skip
+    figure.update_xaxes(showticklabels=False, title=f"its first {per_task} training images")
     figure.update_layout(
-        title=f"{stream.name}: the first training images of each task", height=120 + 60 * len(names)
+        title=f"{stream.name}: the first training images of each task", height=120 + 60 * len(names),
+        plot_bgcolor="white",
     )
+    return figure
+
+
+# The holistic loop, drawn: box name -> (x centre, y centre, text); arrows: (from, to, label)
+LOOP_BOXES = {
+    "start": (0.0, 1.0, "θ̄(t−1), F̄(t−1)<br>carried from task t−1"),
+    "pre": (1.0, 1.0, "<b>1 fine-tune</b><br>tangent f_lin around θ0,<br>from θ̄(t−1) → θ(t), v(t)"),
+    "during": (2.0, 1.0, "<b>2 merge</b><br>weighted by Adam's v<br>→ θ̄(t), F̄(t)"),
+    "post": (3.0, 1.0, "<b>3 align</b><br>bias of θ̄(t) towards<br>θ̄(t−1)'s features"),
+    "end": (4.0, 1.0, "θ̄(t), F̄(t)<br>served, carried on"),
+    "data": (1.0, 0.0, "task t: images + labels"),
+    "images": (3.0, 0.0, "task t: images, no labels"),
+    "eval": (4.0, 0.0, "evaluate on tasks 1…t<br>→ row t of R"),
+}
+LOOP_ARROWS = (
+    ("start", "pre", ""), ("pre", "during", ""), ("during", "post", ""), ("post", "end", ""),
+    ("data", "pre", ""), ("images", "post", ""), ("end", "eval", ""), ("end", "start", "next task: t ← t+1"),
+)  # fmt: skip
+
+
+def loop_diagram() -> go.Figure:
+    """One pass of the holistic loop for task t as boxes and arrows (LOOP_BOXES, LOOP_ARROWS): what is carried in,
+    the three stages in order, what each stage reads, and what is carried out. Drawn, not typed as ASCII art, so
+    it reads the same in every front end and in the book."""
+    half_w, half_h = 0.42, 0.3
+    figure = go.Figure()
+    for name, (x, y, text) in LOOP_BOXES.items():
+        stage = name in ("pre", "during", "post")
+        figure.add_shape(type="rect", x0=x - half_w, x1=x + half_w, y0=y - half_h, y1=y + half_h,
+                         line=dict(color="#1f77b4" if stage else "grey"),
+                         fillcolor="rgba(31,119,180,0.12)" if stage else "rgba(0,0,0,0.03)")  # fmt: skip
+        figure.add_annotation(x=x, y=y, text=text, showarrow=False, font=dict(size=12))
+    for source, target, label in LOOP_ARROWS:
+        (x0, y0, _), (x1, y1, _) = LOOP_BOXES[source], LOOP_BOXES[target]
+        if label:  # the loop back: over the top of the row
+            figure.add_shape(type="path", path=f"M {x0},{y0 + half_h} C {x0},{y0 + 1.0} {x1},{y1 + 1.0} {x1},{y1 + half_h}",
+                             line=dict(color="grey", dash="dash"))  # fmt: skip
+            figure.add_annotation(x=(x0 + x1) / 2, y=y0 + 0.82, text=label, showarrow=False, font=dict(color="grey"),
+                                  bgcolor="white")  # fmt: skip
+            figure.add_annotation(x=x1, y=y1 + half_h, ax=x1, ay=y1 + half_h + 0.2, xref="x", yref="y", axref="x",
+                                  ayref="y", showarrow=True, arrowhead=2, arrowcolor="grey", text="")  # fmt: skip
+            continue
+        dx, dy = x1 - x0, y1 - y0
+        start = (x0 + half_w * (dx > 0) - half_w * (dx < 0), y0 + half_h * (dy > 0) - half_h * (dy < 0))
+        end = (x1 - half_w * (dx > 0) + half_w * (dx < 0), y1 - half_h * (dy > 0) + half_h * (dy < 0))
+        figure.add_annotation(x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x",
+                              ayref="y", showarrow=True, arrowhead=2, arrowsize=1.2, text="")  # fmt: skip
+    figure.update_xaxes(visible=False, range=[-0.5, 4.5])
+    figure.update_yaxes(visible=False, range=[-0.45, 2.0])
+    figure.update_layout(title="One pass of the loop, for each task t = 1 … T (nothing else is kept)",
+                         height=340, width=980, margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white")  # fmt: skip
     return figure
