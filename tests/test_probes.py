@@ -9,11 +9,16 @@ from conftest import small_config
 
 from holomerge_lab.analysis.probes import (
     AlignmentStep,
+    DriftTrace,
     _old_indices,
     alignment_trace,
     alpha_curve,
+    by_seed,
     discrepancy_trend,
     feature_drift,
+    lag_means,
+    lag_rows,
+    plasticity,
     step_embedding,
 )
 from holomerge_lab.analysis.tsne import joint_tsne
@@ -120,3 +125,54 @@ def test_feature_drift_is_measured_against_each_tasks_own_reference(small_prepar
         assert trace.drift[n - 1][j] == pytest.approx(expected, rel=1e-5, abs=1e-8)
     lag = trace.at_lag()
     assert lag[0] == 0 and lag[-1] == pytest.approx(trace.drift[n - 1][0])
+
+
+def _trace(drift_by_lag, accuracy=0.5, post=True):
+    """A drift matrix whose entry at lag k is drift_by_lag[k] on every task (and a constant accuracy matrix)."""
+    n = len(drift_by_lag)
+    drift = np.full((n, n), np.nan)
+    for t in range(n):
+        for j in range(t + 1):
+            drift[t][j] = drift_by_lag[t - j]
+    acc = np.where(np.isnan(drift), np.nan, accuracy)
+    return DriftTrace("mse", drift, acc, post)
+
+
+def test_lag_means_are_the_means_of_the_subdiagonals():
+    matrix = np.array([[1.0, np.nan, np.nan], [2.0, 3.0, np.nan], [4.0, 5.0, 6.0]])
+    assert lag_means(matrix) == pytest.approx([(1 + 3 + 6) / 3, (2 + 5) / 2, 4.0])
+
+
+def test_drift_summaries_mean_slope_and_accuracy_by_lag():
+    trace = _trace([0.0, 1.0, 3.0, 5.0], accuracy=0.8)  # pairs: lag 1 ×3, lag 2 ×2, lag 3 ×1
+    assert trace.at_lag() == pytest.approx([0, 1, 3, 5])
+    assert trace.accuracy_at_lag() == pytest.approx([0.8] * 4)
+    assert trace.mean_drift() == pytest.approx((3 * 1 + 2 * 3 + 5) / 6)
+    lags, values = np.array([1, 1, 1, 2, 2, 3]), np.array([1, 1, 1, 3, 3, 5])
+    assert trace.slope() == pytest.approx(np.polyfit(lags, values, 1)[0])  # every pair one point
+    assert _trace([0.0, 2.0, 2.0]).slope() == pytest.approx(0.0)  # a bounded drift: flat
+    with pytest.raises(UserError, match="three tasks"):
+        _trace([0.0, 1.0]).slope()
+
+
+def test_lag_rows_give_mean_and_interval_over_seeds():
+    traces = {"on": {0: _trace([0, 1, 2]), 1: _trace([0, 3, 4])}, "off": {0: _trace([0, 1, 2], accuracy=0.6)}}
+    rows = lag_rows(traces, [1, 2], digits=2)
+    assert [r["lag k"] for r in rows] == [1, 2]
+    assert rows[0]["drift: on"].startswith("2.00 ± ") and rows[1]["drift: off"] == "2.00"
+    assert rows[0]["R[j+k][j]: off"] == "0.60"
+
+
+def test_by_seed_pairs_a_panels_runs_by_seed(small_prepared):
+    tangent = run(small_config(), small_prepared, progress=False)
+    standard = run(small_config(pre=False), small_prepared, progress=False)
+    again = dataclasses.replace(tangent, seed=tangent.seed + 1)
+    runs = [tangent, standard, again]
+    assert by_seed(runs, plasticity, pre=True) == {
+        tangent.seed: pytest.approx(np.mean(np.diag(tangent.acc_matrix))),
+        again.seed: pytest.approx(np.mean(np.diag(tangent.acc_matrix))),
+    }
+    assert by_seed(runs, lambda r: r.acc, pre=False, stream="split-digits") == {standard.seed: standard.acc}
+    assert by_seed(runs, plasticity, stream="permuted-mnist") == {}
+    later = dataclasses.replace(standard, acc_matrix=standard.acc_matrix * 0)
+    assert by_seed([standard, later], plasticity, pre=False) == {standard.seed: 0.0}  # a later run replaces

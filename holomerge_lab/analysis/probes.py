@@ -7,7 +7,9 @@ produces, without a second copy of the loop.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,10 +18,11 @@ from torch import Tensor
 from ..errors import UserError
 from ..experiment.config import RunConfig
 from ..experiment.evaluation import Prepared, evaluate, features
-from ..experiment.pipeline import prepare, run
+from ..experiment.pipeline import RunResult, prepare, run
 from ..experiment.steps import Merge
 from ..method.align import LOSSES, feature_discrepancy
 from ..method.merging import merge_interpolate, merge_v_weighted
+from . import stats
 from .tsne import joint_tsne
 
 CURVE_RULES = {"v-weighted": merge_v_weighted, "interpolate": merge_interpolate}
@@ -174,8 +177,69 @@ class DriftTrace:
     def at_lag(self) -> np.ndarray:
         """Mean over j of drift[j + k][j], for k = 0 … T − 1: how far a task's features have moved k tasks after
         it was learnt. Growing with k is accumulation; flat is a bounded error."""
+        return lag_means(self.drift)
+
+    def accuracy_at_lag(self) -> np.ndarray:
+        """The same mean over the accuracy matrix, R[j + k][j]: what the drift costs a task k tasks later."""
+        return lag_means(self.acc_matrix)
+
+    def mean_drift(self) -> float:
+        """The mean of drift[t][j] over every pair t > j: one number per run, to compare settings over seeds."""
         n = len(self.drift)
-        return np.array([np.mean([self.drift[j + k][j] for j in range(n - k)]) for k in range(n)])
+        if n < 2:
+            raise UserError("drift needs at least two tasks (one later task to move the first)")
+        return float(np.mean(self.drift[np.tril_indices(n, -1)]))
+
+    def slope(self) -> float:
+        """Least-squares slope of drift[t][j] against the lag t − j over every pair t > j (each pair one point, so a
+        large lag, which only the first tasks reach, does not weigh more than a small one). Above 0: the drift grows
+        with the lag, i.e. it accumulates."""
+        n = len(self.drift)
+        if n < 3:
+            raise UserError("a slope over lags needs at least three tasks (lags 1 and 2)")
+        later, earlier = np.tril_indices(n, -1)
+        return float(np.polyfit(later - earlier, self.drift[later, earlier], 1)[0])
+
+
+def lag_means(matrix: np.ndarray) -> np.ndarray:
+    """Mean over j of matrix[j + k][j], for k = 0 … T − 1 (the k-th sub-diagonal of a lower-triangular [T, T]
+    matrix such as the drift or the accuracy matrix R): a task's value k tasks after it was learnt."""
+    matrix = np.asarray(matrix, dtype=float)
+    n = len(matrix)
+    return np.array([float(np.mean(np.diagonal(matrix, -k))) for k in range(n)])
+
+
+def lag_rows(
+    traces: Mapping[str, Mapping[int, DriftTrace]], lags: Sequence[int], *, digits: int = 3
+) -> list[dict]:
+    """A table over seeds, one row per lag k: per setting, the drift at lag k and the accuracy R[j + k][j] at lag k
+    (each the mean over tasks), as mean ± 95 % interval over the seeds. `traces`: setting -> seed -> trace."""
+    rows = []
+    for k in lags:
+        row: dict = {"lag k": k}
+        for name, by_seed in traces.items():
+            drift = [t.at_lag()[k] for t in by_seed.values()]
+            row[f"drift: {name}"] = stats.format_interval(stats.interval(drift), digits=digits)
+        for name, by_seed in traces.items():
+            accuracy = [t.accuracy_at_lag()[k] for t in by_seed.values()]
+            row[f"R[j+k][j]: {name}"] = stats.format_interval(stats.interval(accuracy), digits=digits)
+        rows.append(row)
+    return rows
+
+
+def by_seed(runs: Sequence[RunResult], value: Callable[[RunResult], float], **match: Any) -> dict[int, float]:
+    """seed -> `value(run)` over the runs whose config has every `match` item (e.g. stream="permuted-mnist",
+    pre=True); a later run of a seed replaces an earlier one. What `reading.difference` pairs, from a panel's runs."""
+    found: dict[int, float] = {}
+    for run_result in runs:
+        if all(run_result.config.get(k) == v for k, v in match.items()):
+            found[run_result.seed] = float(value(run_result))
+    return found
+
+
+def plasticity(run_result: RunResult) -> float:
+    """The mean of the accuracy matrix's diagonal, R[t][t]: how well each task is learnt right after it arrives."""
+    return float(np.mean(np.diagonal(run_result.acc_matrix)))
 
 
 def feature_drift(
@@ -206,8 +270,9 @@ def feature_drift(
 def ema_shares(alphas: list[float]) -> np.ndarray:
     """Each task's share of θ̄ after the last task, when every merge is θ̄(t) = (1 − α_t)·θ̄(t−1) + α_t·θ(t) (plain
     interpolation; the v-weighted rule reshapes these shares per coordinate). The first task is kept whole
-    (α_1 = 1 in effect). Task j's share is α_j·Π_{i>j}(1 − α_i): a fixed α gives α(1 − α)^(T−j), an exponential
-    moving average over tasks; α_t = 1/t gives 1/T each, the plain average."""
+    (α_1 = 1 in effect). Task j's share is α_j·Π_{i>j}(1 − α_i): a fixed α gives α(1 − α)^(T−j) for j ≥ 2 and
+    (1 − α)^(T−1) for task 1, an exponential moving average over tasks; α_t = 1/t gives 1/T each, the plain
+    average."""
     shares = np.zeros(len(alphas))
     for t, alpha in enumerate(alphas):
         shares *= 1 - (alpha if t else 1.0)
