@@ -4,6 +4,7 @@ and every notebook opens in normal mode from the shipped bundle (made by another
 computing anything heavy."""
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,11 +22,14 @@ from holomerge_lab.analysis import probes
 from holomerge_lab.errors import UserError
 from holomerge_lab.experiment.config import RunConfig
 from holomerge_lab.experiment.pipeline import RunResult
-from holomerge_lab.tour import shipped, widgets
+from holomerge_lab.tour import findings, shipped, widgets
 from holomerge_lab.tour.run_notebook import code_digest
 
 NOTEBOOKS = sorted(shipped.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 TOUR = [p for p in NOTEBOOKS if p.name[:2] != "08"]
+FINDINGS = Path(__file__).parent.parent / "benchmarks" / "tour_findings.md"
+NUMBER = re.compile(r"[+−-]?\d+(?:\.\d+)?")
+REWRITE_FINDINGS = "rewrite it (the commands atop benchmarks/tour_findings.py)"
 REMAKE = "remake it: `make results` (python -m holomerge_lab.tour.shipped --out holomerge_lab/results)"
 
 
@@ -168,8 +172,9 @@ def runs(request, tmp_path_factory) -> Iterator[tuple[Path, dict[str, Future]]]:
     def open_from_bundle(path: Path) -> subprocess.CompletedProcess:
         env = {**one_thread(), "HOLOMERGE_RESULTS": str(shipped.BUNDLE), "HOLOMERGE_SHIPPED_ONLY": "1",
                "HF_HUB_OFFLINE": "1"}  # fmt: skip
-        command = [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--cwd",
-                   str(tmp_path_factory.mktemp(path.stem)), "--timeout", "600"]  # fmt: skip
+        where = tmp_path_factory.mktemp(path.stem)
+        command = [sys.executable, "-m", "holomerge_lab.tour.run_notebook", str(path), "--cwd", str(where),
+                   "--timeout", "600", "--keep", str(where / path.name)]  # fmt: skip
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
 
     tests = {"test_the_command_runs_each_notebook_live_and_records_it": remake,
@@ -231,3 +236,10 @@ def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, runs, 
     done = runs[1][request.node.nodeid].result()
     assert done.returncode == 0, f"{path.name} did not open from the shipped bundle:\n{done.stderr[-4000:]}"
     print(f"{path.name} from the shipped bundle: {float(done.stdout.split()[-1]):.1f} s")  # recorded, never asserted
+    executed = nbformat.read(Path(done.args[done.args.index("--keep") + 1]), 4)
+    said = findings.to_markdown(path.stem, findings.findings(executed)).rstrip("\n")
+    written = findings.sections(FINDINGS.read_text()).get(path.stem)
+    # every word and verdict as written; a number may differ in its last digits where a light cell computes it
+    # live on another CPU (the heavy values come from the bundle and are the same everywhere)
+    assert written is not None and NUMBER.sub("N", said) == NUMBER.sub("N", written), (
+        f"{path.name} says other findings than benchmarks/tour_findings.md: {REWRITE_FINDINGS}")
