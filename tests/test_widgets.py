@@ -7,6 +7,7 @@ import pytest
 from conftest import small_config
 
 from holomerge_lab.experiment.pipeline import METHODS, RunConfig, run
+from holomerge_lab.tour import shipped
 from holomerge_lab.tour.widgets import CONTROLS, Panel, control, stage_combinations
 
 
@@ -153,3 +154,52 @@ def test_every_control_shows_its_configs_value(stream):
                        align_steps=5, align_lr=1e-3, trainable_from=14, seed=3).resolve()  # fmt: skip
     for field in CONTROLS:
         assert control(field, config).value == getattr(config, field), field
+
+
+def test_a_press_side_by_side_gives_the_numbers_of_the_same_runs_one_after_another(tmp_path, monkeypatch):
+    """Seeds in two worker processes (one core each) against one after another here, each from an empty cache of
+    its own (else the second press would reuse the first's fine-tuned tasks): the same runs, in the plan's order."""
+    pressed = {}
+    for workers in (2, 1):
+        monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / f"cache-{workers}"))
+        panel = Panel(small_config(tasks=2), ["pre"], progress=False, seeds=3, workers=workers)
+        panel.recorded = None
+        panel.click()
+        assert panel.error is None and panel.bar.value == 3
+        pressed[workers] = panel.results
+    for a, b in zip(pressed[2], pressed[1], strict=True):
+        assert (a.label, a.seed) == (b.label, b.seed)
+        np.testing.assert_array_equal(a.acc_matrix, b.acc_matrix)
+        assert a.joint_accuracy == b.joint_accuracy
+    assert [r.seed for r in pressed[2]] == [0, 1, 2]
+
+
+def test_a_recorded_press_is_answered_from_the_bundle_and_reruns_live_on_request(tmp_path, monkeypatch):
+    """A panel's press whose runs the bundle holds is shown from them (nothing runs); any other press, a ticked
+    "rerun live" box, or a damaged bundle file runs live, and a live rerun gives the recorded numbers."""
+    monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / "cache"))
+    bundle = tmp_path / "bundle"
+    config = small_config(tasks=2)
+    monkeypatch.setenv("HOLOMERGE_RECORD", str(bundle))
+    shipped.Results("99_test", folder=bundle).click("press", Panel(config, ["post"], progress=False, seeds=2))
+    monkeypatch.delenv("HOLOMERGE_RECORD")
+    monkeypatch.setenv("HOLOMERGE_RESULTS", str(bundle))
+    panel = Panel(config, ["post"], progress=False, seeds=2)  # its own press: the default lookup finds the runs
+    panel.click()
+    assert "recorded by" in panel.status.value and panel.bar.value == 0  # shown, nothing ran here
+    recorded = list(panel.results)
+    assert [r.seed for r in recorded] == [0, 1]
+    panel.controls["post"].value = False  # a press the bundle does not hold
+    panel.click()
+    assert "recorded" not in panel.status.value and panel.bar.value == 2
+    panel.controls["post"].value = True
+    panel.rerun_live.value = True
+    panel.click()
+    assert "recorded" not in panel.status.value
+    for shown, live in zip(recorded, panel.results[-2:], strict=True):  # JSON keeps float32's shortest repr
+        np.testing.assert_allclose(shown.acc_matrix, live.acc_matrix, atol=1e-6)
+    panel.rerun_live.value = False
+    damaged = bundle / "99_test.json"
+    damaged.write_text(damaged.read_text().replace('"seed":0', '"seed":7'))
+    panel.click()  # the file fails its digest: its runs are not shown
+    assert panel.error is None and "recorded" not in panel.status.value

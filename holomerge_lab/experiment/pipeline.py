@@ -220,7 +220,7 @@ def run(
     fine_tunes = {"zero-shot": 0, "joint": n}.get(config.method, n)
     steps = config.steps or config.epochs * math.ceil(len(prep.train_features[0]) / config.batch_size)
     bar = tqdm(total=fine_tunes * steps, desc=config.label, disable=not progress, leave=False)
-    settings_json = _jsonable(dataclasses.asdict(config))
+    settings_json = recorded_settings(config)
     first, elapsed = 0, 0.0
     if checkpoints is not None and resume:
         state, skipped = latest_checkpoint(checkpoints, settings_json, prep.theta0, n)
@@ -283,6 +283,12 @@ def check_prepared_for(config: RunConfig, prep: Prepared) -> None:
 
 def _jsonable(d: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def recorded_settings(config: RunConfig) -> dict:
+    """What `run` records as its result's `config`: the resolved settings as JSON values. Configs that resolve alike
+    run alike, so this is what a recorded run is matched on (tour/shipped.py answers a panel's press from it)."""
+    return _jsonable(dataclasses.asdict(config.resolve()))
 
 
 ABLATIONS = ({"pre": False}, {"during": False}, {"post": False})

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -237,9 +237,15 @@ class Results:
         self.keep(name, settings, value, time.perf_counter() - began)
         return value
 
+    def lookup(self, configs: Sequence) -> tuple[list, str] | None:
+        """Runs of exactly these configs recorded anywhere in this bundle (None when live, or any is missing)."""
+        return None if self.live else find_recorded(configs, self.folder)
+
     def click(self, name: str, panel, button: str = "Run") -> None:
         """A panel's press of `button`: shown from the bundle when its runs were recorded for exactly the configs
-        that press would run now (the panel's buttons rerun live), else run live."""
+        that press would run now, else run live. The panel's later presses are answered from this bundle too,
+        wherever it holds their runs (`panel.recorded`); its "rerun live" box, or `results.live`, runs them here."""
+        panel.recorded = self.lookup
         configs = panel.planned(button)
         settings = {"button": button, "configs": configs, "extra": {k: w.value for k, w in panel.extra.items()}}
         found, value = self.stored(name, settings)
@@ -250,6 +256,69 @@ class Results:
         panel.click(button, configs)
         if panel.error is None:
             self.keep(name, settings, panel.results[before:], time.perf_counter() - began)
+
+
+# --- runs recorded anywhere in the bundle: a panel's press answered from them ----------------------------------------
+def run_key(settings: dict) -> str:
+    """A recorded run's settings (`RunResult.config`, `pipeline.recorded_settings`) as one canonical string."""
+    return json.dumps(settings, sort_keys=True)
+
+
+def _runs_in(value: Any) -> Iterator[dict]:
+    """Every encoded run inside a stored value (a panel's press, a list of runs, a dict of them)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _runs_in(item)
+    elif isinstance(value, dict):
+        if "__run__" in value:
+            yield value
+        else:
+            for item in value.values():
+                yield from _runs_in(item)
+
+
+@functools.lru_cache(maxsize=4)
+def _library(folder: str, stamps: tuple) -> dict[str, tuple[Any, str]]:
+    """run_key -> (run, where it was recorded), over every file of the bundle. A file that fails `read_file`'s
+    checks adds nothing: its runs are run live rather than shown unchecked. `stamps` (names, sizes, mtimes)
+    makes a rewritten file read again."""
+    library: dict[str, tuple[Any, str]] = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            data = read_file(path)
+        except UserError:
+            continue
+        made = data.get("made_by") or {}
+        source = f"`{made.get('command', '?')}` on {str(made.get('date', ''))[:10]} ({path.stem})"
+        for entry in data["entries"].values():
+            for raw in _runs_in(entry["value"]):
+                run = decode(raw)
+                library.setdefault(run_key(run.config), (run, source))
+    return library
+
+
+def find_recorded(configs: Sequence, folder: Path) -> tuple[list, str] | None:
+    """The bundle's runs of exactly these configs (every one, in order) and where they were recorded; None when any
+    is missing (then the press runs live)."""
+    from ..experiment.pipeline import recorded_settings
+
+    if not configs or not Path(folder).is_dir():
+        return None
+    files = sorted(Path(folder).glob("*.json"))
+    library = _library(str(folder), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    found = [library.get(run_key(recorded_settings(c))) for c in configs]
+    if any(f is None for f in found):
+        return None
+    return [run for run, _ in found], "; ".join(sorted({source for _, source in found}))
+
+
+def bundle_lookup(configs: Sequence) -> tuple[list, str] | None:
+    """A panel's default: its press answered from the bundle the environment names (HOLOMERGE_RESULTS, else the
+    shipped one), unless HOLOMERGE_LIVE=1 or HOLOMERGE_RECORD asks for everything live."""
+    env = os.environ.get
+    if env("HOLOMERGE_LIVE") == "1" or env("HOLOMERGE_RECORD"):
+        return None
+    return find_recorded(configs, Path(env("HOLOMERGE_RESULTS") or BUNDLE))
 
 
 # --- the command that makes the bundle ---------------------------------------------------------------------------

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import multiprocessing
+import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
+import torch
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 
@@ -28,6 +32,7 @@ from ..experiment.evaluation import Prepared
 from ..experiment.pipeline import RunResult, prepare, run
 from ..method.align import LOSSES
 from ..models.effnet import EFFNET_BLOCKS
+from . import shipped
 from .viz import comparison_figure, html_table
 
 _SLIDER = dict(continuous_update=False, style={"description_width": "initial"})
@@ -185,6 +190,33 @@ def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunR
     return run(config, prepared, progress=progress, task_cache=cache_dir() / "task-models")
 
 
+_WORKER_PREPARED: dict[tuple, Prepared] = {}  # in a worker process: the stream and seed it last prepared
+
+
+def run_in_worker(config: RunConfig, cache: str) -> RunResult:
+    """One live run of a panel's press in a worker process, on one intra-op thread: `_run_one` with the panel's
+    disk cache. Processes, not threads: forward-mode AD (tangent fine-tuning's jvp) keeps process-wide state, so
+    two tangent runs cannot share a process."""
+    os.environ["HOLOMERGE_CACHE"] = cache
+    torch.set_num_threads(1)
+    key = prepare_key(config)
+    if key not in _WORKER_PREPARED:
+        _WORKER_PREPARED.clear()
+        _WORKER_PREPARED[key] = prepare(config, progress=False)
+    return _run_one(config, _WORKER_PREPARED[key], progress=False)
+
+
+def prepare_key(config: RunConfig) -> tuple:
+    """What `prepare` reads of a config: runs that agree on it share one Prepared."""
+    resolved = config.resolve()
+    return tuple(getattr(resolved, f) if f != "order" else tuple(resolved.order or ()) for f in PREPARE_FIELDS)
+
+
+def cores() -> int:
+    """The cores this process may use (a container's limit, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def fine_tune_steps(config: RunConfig) -> int | None:
     """The fine-tuning steps of a run without the cache (None when set by epochs: the data decides)."""
     resolved = config.resolve()
@@ -202,6 +234,13 @@ class Panel:
     - `execute(config, prepared, progress, **extra) -> result` (default: `pipeline.run`).
     - `rows(results) -> list[dict]` and `figure(results) -> go.Figure | list[go.Figure]` redraw after each run
       from every result so far.
+    - `recorded(configs) -> (runs, where) | None`: a press whose runs were all recorded (the shipped bundle, by
+      default) is answered from them at once, labelled with the command that made them; the "rerun live" box
+      runs it here instead.
+    - `workers`: the live runs of a press (of the default `execute`) go side by side in this many worker
+      processes, one core each (default: the cores there are, at most 2; 1 runs them here, one after another);
+      each run's row appears as it lands, in the plan's order, with the numbers of the same runs one after
+      another (tests/test_widgets.py).
     """
 
     def __init__(
@@ -216,6 +255,7 @@ class Panel:
         figure: Callable[[list], go.Figure | Sequence[go.Figure]] = numbered_comparison,
         progress: bool = True,
         seeds: int | None = None,
+        workers: int | None = None,
     ):
         self.base = config
         self.controls = {f: control(f, config) for f in fields}
@@ -238,11 +278,15 @@ class Panel:
         self.error: str | None = None
         self.running = False
         self.seconds_per_step: float | None = None  # measured: fine-tuning dominates a run's time
+        self.recorded: Callable[[Sequence[RunConfig]], tuple[list, str] | None] | None = shipped.bundle_lookup
+        self.workers = workers if workers is not None else min(2, cores())
         self._prepared: dict[tuple, Prepared] = {}
         self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
         for name, button in self.buttons.items():
             button.add_class("hm-run" if name == "Run" else "hm-button")
             button.on_click(lambda _, name=name: self.click(name))
+        self.rerun_live = W.Checkbox(value=False, description="rerun live", indent=False)
+        self.rerun_live.add_class("hm-rerun-live")
         self.bar = W.IntProgress(value=0, min=0, max=1, description="idle")
         self.bar.add_class("hm-progress")
         self.status = W.HTML()
@@ -254,7 +298,7 @@ class Panel:
         self.widget = W.VBox([
             W.HBox(inputs[:4], layout=W.Layout(flex_flow="row wrap")),
             *([W.HBox(inputs[4:], layout=W.Layout(flex_flow="row wrap"))] if inputs[4:] else []),
-            W.HBox([*self.buttons.values(), self.bar, self.status]),
+            W.HBox([*self.buttons.values(), self.rerun_live, self.bar, self.status]),
             self.table, self.output,
         ])  # fmt: skip
         self.widget.add_class("hm-panel")
@@ -273,14 +317,12 @@ class Panel:
 
     @property
     def prepared(self) -> Prepared | None:
-        """The stream, backbone and features the last run used."""
+        """The stream, backbone and features the last run here used (None after a press answered from records
+        or run in worker processes)."""
         return next(iter(self._prepared.values()), None)
 
     def _prepare(self, config: RunConfig) -> Prepared:
-        resolved = config.resolve()
-        key = tuple(
-            getattr(resolved, f) if f != "order" else tuple(resolved.order or ()) for f in PREPARE_FIELDS
-        )
+        key = prepare_key(config)
         if key not in self._prepared:
             self._prepared = {key: prepare(config, progress=self.progress)}  # keep one: data is large
         return self._prepared[key]
@@ -309,20 +351,13 @@ class Panel:
         self.status.value = ""
         try:
             configs = self.planned(name) if configs is None else configs
+            found = self._recorded(configs)
+            if found is not None:
+                runs, where = found
+                self.show_results(runs, f"recorded by {where}; tick \u201crerun live\u201d to run it here")
+                return
             self.status.value = self.estimate(configs)
-            extra = {k: w.value for k, w in self.extra.items()}
-            self.bar.max, self.bar.value = len(configs), 0
-            self.pressed = len(self.results)
-            for i, config in enumerate(configs):
-                self.bar.description = f"{i}/{len(configs)}"
-                result = self.execute(config, self._prepare(config), self.progress, **extra)
-                self.results.append(result)
-                steps = fine_tune_steps(config)
-                if isinstance(result, RunResult) and steps:  # the slowest so far: cached runs are faster
-                    self.seconds_per_step = max(self.seconds_per_step or 0.0, result.seconds / steps)
-                self.bar.value = i + 1
-                self.bar.description = f"{i + 1}/{len(configs)}"
-                self._redraw()
+            self._run_live(configs, {k: w.value for k, w in self.extra.items()})
         except Exception as e:  # shown in the panel: JupyterLab shows callback errors nowhere else
             self.error = str(e) if isinstance(e, UserError) else traceback.format_exc()
             self.status.value = (
@@ -333,6 +368,48 @@ class Panel:
             self.running = False
             for button in self.buttons.values():
                 button.disabled = False
+
+    def _recorded(self, configs: Sequence[RunConfig]) -> tuple[list, str] | None:
+        """The recorded runs of this press, where it is a plain run of configs (no extra inputs) and not live."""
+        if self.rerun_live.value or self.recorded is None or self.execute is not _run_one or self.extra:
+            return None
+        return self.recorded(configs)
+
+    def _run_live(self, configs: Sequence[RunConfig], extra: dict) -> None:
+        """Every config: side by side in worker processes where there are several workers and configs and the
+        default `execute`, else here one after another. Each result is shown as it lands, the table and figure
+        in the plan's order; the first error stops the runs not yet started."""
+        self.bar.max, self.bar.value, self.bar.description = len(configs), 0, f"0/{len(configs)}"
+        self.pressed = len(self.results)
+        landed: list = [None] * len(configs)
+        workers = min(self.workers, len(configs)) if self.execute is _run_one else 1
+        if workers == 1:
+            for i, config in enumerate(configs):
+                landed[i] = self.execute(config, self._prepare(config), self.progress, **extra)
+                self._landed(configs, landed, i)
+            return
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+            futures = {pool.submit(run_in_worker, c, str(cache_dir())): i for i, c in enumerate(configs)}
+            try:
+                for done in as_completed(futures):
+                    i = futures[done]
+                    landed[i] = done.result()
+                    self._landed(configs, landed, i)
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    def _landed(self, configs: Sequence[RunConfig], landed: list, i: int) -> None:
+        """Run i of the press has landed: into the table and figure, in the plan's order."""
+        steps = fine_tune_steps(configs[i])
+        if isinstance(landed[i], RunResult) and steps:  # the slowest so far: cached runs are faster
+            self.seconds_per_step = max(self.seconds_per_step or 0.0, landed[i].seconds / steps)
+        self.results[self.pressed :] = [r for r in landed if r is not None]
+        self.bar.value += 1
+        self.bar.description = f"{self.bar.value}/{len(configs)}"
+        self._redraw()
+
 
     def estimate(self, configs: Sequence[RunConfig]) -> str:
         """The time a plan may take, from its fine-tuning steps × the slowest step time measured so far."""
