@@ -26,15 +26,15 @@ def test_each_prompt_gets_the_text_its_answer_printed_and_the_file_round_trips()
         ("markdown", "## A run\n\n**Predict, then check.** Will a be\nhigher than b?\n\nMore prose.", None),
         ("code", "run()", "not the answer"),
         ("code", "# What the numbers say\nprint(reading.difference(a, b))", "a − b = +1.00 points: a is higher\n"),
-        ("markdown", "**Predict, then check.** Lower?", None),
+        ("markdown", "**Predict** first: lower?", None),
         ("code", "# What the numbers say\n", "a − b = −2.00 points\n"),
         ("markdown", "## What we found", None),
         ("code", "print(findings)", "1. a is higher\n2. b is lower\n"),
     )
     found = findings.findings(notebook)
     assert found == [
-        findings.Finding("Will a be higher than b?", "a − b = +1.00 points: a is higher"),
-        findings.Finding("Lower?", "a − b = −2.00 points"),
+        findings.Finding("**Predict, then check.** Will a be higher than b?", "a − b = +1.00 points: a is higher"),
+        findings.Finding("**Predict** first: lower?", "a − b = −2.00 points"),
         findings.Finding("What we found", "1. a is higher\n2. b is lower"),
     ]
     page = "# header\n\n" + findings.to_markdown("00_x", found) + "\n" + findings.to_markdown("01_y", found[:1])

@@ -19,6 +19,13 @@ def test_a_clear_difference_is_higher_or_lower_with_its_interval():
     assert reading.difference(LOW, HIGH, "average", "holistic").endswith("average is lower than holistic.")
 
 
+def test_a_detected_difference_inside_the_margin_says_it_is_too_small_to_matter():
+    said = reading.difference([0.801, 0.811, 0.8205], [0.800, 0.8101, 0.8196], "aligned", "plain", predicted="higher")
+    assert "aligned is higher than plain, by less than ±1.00 points (equivalent within that margin too" in said
+    assert said.endswith("The prediction (higher) holds.")
+    assert "by less than" not in reading.difference(HIGH, LOW, "holistic", "zero-shot")
+
+
 def test_no_difference_is_equivalence_or_cannot_tell_never_equal():
     assert "equivalent within ±1.00 points" in reading.difference(NEAR, HIGH, "aligned", "plain")
     said = reading.difference(NOISY, HIGH, "tangent", "standard")

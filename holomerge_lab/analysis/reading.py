@@ -46,6 +46,9 @@ def difference(
         "they are equal)",
     }.get(verdict, verdict if not verdict.startswith("equivalent") else
           f"{a_name} and {b_name} are equivalent within ±{_number(margin, scale, unit)}")  # fmt: skip
+    if verdict in ("a > b", "a < b") and effect.equivalence_p(margin) < stats.ALPHA:
+        words += (f", by less than ±{_number(margin, scale, unit)} (equivalent within that margin too: a difference "
+                  "these seeds detect, too small to matter at that margin)")  # fmt: skip
     said = f"{said}: {words}."
     if predicted is not None:
         said += " " + _judge(predicted, verdict)

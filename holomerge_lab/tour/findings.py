@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import nbformat
 
-PROMPT = re.compile(r"\*\*Predict, then check\.\*\*(.*?)(?:\n\s*\n|\Z)", re.DOTALL)
+PROMPT = re.compile(r"(\*\*Predict\b[^*]*\*\*.*?)(?:\n\s*\n|\Z)", re.DOTALL)  # "**Predict, then check.** …"
 ANSWER = "# What the numbers say"
 FOUND = "## What we found"
 LOOKAHEAD = 4  # an answer comes within this many cells of its prompt (tests/test_notebooks.py holds the tour to it)
@@ -75,7 +75,7 @@ def to_markdown(title: str, found: list[Finding]) -> str:
     """One notebook's section of benchmarks/tour_findings.md: each prompt quoted, its answer as printed."""
     lines = [f"## {title}", ""]
     for f in found:
-        lines += [f"**{f.prompt}**" if f.prompt == "What we found" else f"> Predict, then check. {f.prompt}", "",
+        lines += [f"**{f.prompt}**" if f.prompt == "What we found" else f"> {f.prompt}", "",
                   "```text", f.answer or "(the cell printed nothing)", "```", ""]  # fmt: skip
     return "\n".join(lines)
 
