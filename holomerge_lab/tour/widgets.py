@@ -16,6 +16,7 @@ import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -217,6 +218,37 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+WORKER_MEMORY = 3 * 2**30  # what a press beside its workers may need: each worker holds torch, the model and its data
+
+
+def memory_budget() -> int | None:
+    """Bytes this process may use: the smaller of the machine's memory and its memory cgroup's limit (Binder's
+    2 GiB container, a test's cap); None where neither can be read."""
+    found = []
+    try:
+        found.append(int(Path("/proc/meminfo").read_text().split()[1]) * 1024)  # MemTotal, in kB
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            hierarchy, controllers, path = line.split(":", 2)
+            if hierarchy == "0":
+                limit = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.max"
+            elif "memory" in controllers.split(","):
+                limit = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.limit_in_bytes"
+            else:
+                continue
+            value = limit.read_text().strip() if limit.is_file() else "max"
+            if value.isdigit():
+                found.append(int(value))
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None
+
+
+def default_workers() -> int:
+    """Two worker processes where there are two cores and memory for them, else one (runs here, one by one)."""
+    budget = memory_budget()
+    return 2 if cores() >= 2 and (budget is None or budget >= 2 * WORKER_MEMORY) else 1
+
+
 def fine_tune_steps(config: RunConfig) -> int | None:
     """The fine-tuning steps of a run without the cache (None when set by epochs: the data decides)."""
     resolved = config.resolve()
@@ -238,7 +270,8 @@ class Panel:
       default) is answered from them at once, labelled with the command that made them; the "rerun live" box
       runs it here instead.
     - `workers`: the live runs of a press (of the default `execute`) go side by side in this many worker
-      processes, one core each (default: the cores there are, at most 2; 1 runs them here, one after another);
+      processes, one core each (default: 2 where there are 2 cores and 6 GiB, else 1, which runs them here, one
+      after another: Binder's 2 GiB holds no worker);
       each run's row appears as it lands, in the plan's order, with the numbers of the same runs one after
       another (tests/test_widgets.py).
     """
@@ -279,7 +312,7 @@ class Panel:
         self.running = False
         self.seconds_per_step: float | None = None  # measured: fine-tuning dominates a run's time
         self.recorded: Callable[[Sequence[RunConfig]], tuple[list, str] | None] | None = shipped.bundle_lookup
-        self.workers = workers if workers is not None else min(2, cores())
+        self.workers = workers if workers is not None else default_workers()
         self._prepared: dict[tuple, Prepared] = {}
         self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
         for name, button in self.buttons.items():
