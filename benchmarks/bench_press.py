@@ -1,14 +1,14 @@
 """A panel's press at notebook 00's settings: answered from the recorded runs, and run live on its 3 seeds one after
 another (as before) against side by side in worker processes.
 
-    python benchmarks/bench_press.py [--out benchmarks/bench_press.json]
+    python benchmarks/bench_press.py [--alone] [--out benchmarks/bench_press.json]
 
 Notebook 00's stage panel (split-mnist-fashion-animal, 6 tasks of 5 classes, 500 training and 300 test images a
 task, 100 steps at lr 3e-4, seeds 0, 1, 2), driven from Python in one process:
 - recorded: each of the 8 stage combinations pressed once; the shipped results hold every one (notebook 06's grid).
   The first press reads the bundle; the others are the median.
 - live: the holistic press with "rerun live" ticked, with `workers=1` (the three runs one after another, here, on
-  torch's default threads) and with `workers=2` (side by side in two worker processes, one core each). Each starts
+  torch's default threads), `workers=2` (two worker processes, one core each) and `workers=3` (one per seed). Each starts
   from a disk cache holding the trunk features and no fine-tuned task model (what a reader who opened the notebook
   has), a copy of its own. Wall time of the press, time to its first row, and whether both gave the same numbers.
 """
@@ -34,6 +34,7 @@ CONFIG = pipeline.RunConfig(
     stream="split-mnist-fashion-animal", tasks=6, train_per_task=500, test_per_task=300, steps=100, lr=3e-4
 )
 SEEDS = 3
+WORKERS = (1, 2, 3)  # 1: here, one after another (before); 2: one per core; 3: one per seed, sharing the cores
 STAGES = ("pre", "during", "post")
 
 
@@ -73,6 +74,7 @@ def live_press(workers: int, cache: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "bench_press.json")
+    parser.add_argument("--alone", action="store_true", help="say that nothing else ran on the machine meanwhile")
     args = parser.parse_args()
     recorded = recorded_presses()
     with tempfile.TemporaryDirectory() as folder:
@@ -81,17 +83,19 @@ def main() -> None:
         for seed in range(SEEDS):  # the trunk features a reader's open notebook has computed
             pipeline.prepare(dataclasses.replace(CONFIG, seed=seed), progress=False)
         presses = {}
-        for workers in (1, 2):
+        for workers in WORKERS:
             cache = Path(folder) / f"workers-{workers}"
             shutil.copytree(features, cache)
             presses[workers] = live_press(workers, cache)
     same = all(
         a.seed == b.seed and np.allclose(a.acc_matrix, b.acc_matrix, atol=1e-6, equal_nan=True)
-        for a, b in zip(presses[1]["runs"], presses[2]["runs"], strict=True)
+        for w in WORKERS[1:]
+        for a, b in zip(presses[1]["runs"], presses[w]["runs"], strict=True)
     )
     record = {
-        "command": "python benchmarks/bench_press.py",
+        "command": "python benchmarks/bench_press.py" + (" --alone" if args.alone else ""),
         "machine": machine(),
+        "alone": args.alone,
         "config": pipeline.recorded_settings(CONFIG),
         "seeds": SEEDS,
         "recorded_first_s": recorded[0],
@@ -100,7 +104,7 @@ def main() -> None:
             str(w): {k: v for k, v in p.items() if k != "runs"} | {"acc": [r.acc for r in p["runs"]]}
             for w, p in presses.items()
         },
-        "ratio_side_by_side": presses[2]["seconds"] / presses[1]["seconds"],
+        "ratio_side_by_side": {str(w): presses[w]["seconds"] / presses[1]["seconds"] for w in WORKERS[1:]},
         "same_numbers": same,
     }
     atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")

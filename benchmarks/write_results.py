@@ -326,21 +326,27 @@ def output_capture(r: dict) -> list[str]:
 
 
 def press(r: dict) -> list[str]:
-    one, two = r["live"]["1"], r["live"]["2"]
-    return [
+    one = r["live"]["1"]
+    lines = [
         f"Notebook 00's stage panel at its settings ({r['config']['stream']}, {r['config']['tasks']} tasks, "
         f"{r['config']['train_per_task']} training images a task, {r['config']['steps']} steps), {r['seeds']} seeds a press.",
         "",
-        "| press | wall time | first row | target |",
+        "| press | wall time | first row | / one after another |",
         "|---|---|---|---|",
-        f"| recorded (the shipped runs), first press: reads the bundle | {r['recorded_first_s']:.2f} s | at once | ≤ 1 s |",
-        f"| recorded, the other 7 stage combinations (median) | {r['recorded_median_s'] * 1000:.0f} ms | at once | ≤ 1 s |",
-        f"| live, one after another here (`workers=1`, before) | {one['seconds']:.0f} s | {one['first_row_s']:.0f} s | |",
-        f"| live, side by side in 2 worker processes (`workers=2`) | {two['seconds']:.0f} s | {two['first_row_s']:.0f} s "
-        "| ≤ 0.6 × one after another, first row ≤ 10 s |",
+        f"| recorded (the shipped runs), first press: reads the bundle | {r['recorded_first_s']:.2f} s | at once | |",
+        f"| recorded, the other 7 stage combinations (median) | {r['recorded_median_s'] * 1000:.0f} ms | at once | |",
+        f"| live, one after another in the kernel (`workers=1`, before) | {one['seconds']:.0f} s | {one['first_row_s']:.0f} s "
+        "| 1 |",
+    ]
+    for workers, ratio in r["ratio_side_by_side"].items():
+        live = r["live"][workers]
+        lines.append(f"| live, {workers} worker processes, one thread each | {live['seconds']:.0f} s | "
+                     f"{live['first_row_s']:.0f} s | {ratio:.2f}× |")  # fmt: skip
+    return lines + [
         "",
-        f"Side by side / one after another: **{r['ratio_side_by_side']:.2f}×**; the same numbers both ways: "
-        f"{'yes' if r['same_numbers'] else 'NO'} (final ACC per seed {', '.join(f'{a:.4f}' for a in two['acc'])}).",
+        f"The same numbers every way: {'yes' if r['same_numbers'] else 'NO'} (final ACC per seed "
+        f"{', '.join(f'{a:.4f}' for a in one['acc'])}). Targets (issue 27): a recorded press ≤ 1 s, a live press ≤ 0.6× "
+        "one after another with its first row ≤ 10 s.",
     ]
 
 

@@ -8,7 +8,6 @@ from conftest import small_config
 
 from holomerge_lab.experiment.pipeline import METHODS, RunConfig, run
 from holomerge_lab.tour import shipped
-from holomerge_lab.tour import widgets as widgets_module
 from holomerge_lab.tour.widgets import CONTROLS, Panel, control, stage_combinations
 
 
@@ -204,11 +203,3 @@ def test_a_recorded_press_is_answered_from_the_bundle_and_reruns_live_on_request
     damaged.write_text(damaged.read_text().replace('"seed":0', '"seed":7'))
     panel.click()  # the file fails its digest: its runs are not shown
     assert panel.error is None and "recorded" not in panel.status.value
-
-
-@pytest.mark.parametrize("budget, cores, workers", [(2 * 2**30, 2, 1), (8 * 2**30, 2, 2), (None, 2, 2), (8 * 2**30, 1, 1)])
-def test_worker_processes_only_where_cores_and_memory_allow(monkeypatch, budget, cores, workers):
-    """Binder's 2 GiB container holds no worker process beside the kernel: a press there runs in the kernel."""
-    monkeypatch.setattr(widgets_module, "memory_budget", lambda: budget)
-    monkeypatch.setattr(widgets_module, "cores", lambda: cores)
-    assert widgets_module.default_workers() == workers

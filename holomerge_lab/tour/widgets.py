@@ -16,7 +16,6 @@ import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -213,42 +212,6 @@ def prepare_key(config: RunConfig) -> tuple:
     return tuple(getattr(resolved, f) if f != "order" else tuple(resolved.order or ()) for f in PREPARE_FIELDS)
 
 
-def cores() -> int:
-    """The cores this process may use (a container's limit, not the machine's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-WORKER_MEMORY = 3 * 2**30  # what a press beside its workers may need: each worker holds torch, the model and its data
-
-
-def memory_budget() -> int | None:
-    """Bytes this process may use: the smaller of the machine's memory and its memory cgroup's limit (Binder's
-    2 GiB container, a test's cap); None where neither can be read."""
-    found = []
-    try:
-        found.append(int(Path("/proc/meminfo").read_text().split()[1]) * 1024)  # MemTotal, in kB
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            hierarchy, controllers, path = line.split(":", 2)
-            if hierarchy == "0":
-                limit = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.max"
-            elif "memory" in controllers.split(","):
-                limit = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.limit_in_bytes"
-            else:
-                continue
-            value = limit.read_text().strip() if limit.is_file() else "max"
-            if value.isdigit():
-                found.append(int(value))
-    except (OSError, ValueError, IndexError):
-        pass
-    return min(found) if found else None
-
-
-def default_workers() -> int:
-    """Two worker processes where there are two cores and memory for them, else one (runs here, one by one)."""
-    budget = memory_budget()
-    return 2 if cores() >= 2 and (budget is None or budget >= 2 * WORKER_MEMORY) else 1
-
-
 def fine_tune_steps(config: RunConfig) -> int | None:
     """The fine-tuning steps of a run without the cache (None when set by epochs: the data decides)."""
     resolved = config.resolve()
@@ -269,11 +232,12 @@ class Panel:
     - `recorded(configs) -> (runs, where) | None`: a press whose runs were all recorded (the shipped bundle, by
       default) is answered from them at once, labelled with the command that made them; the "rerun live" box
       runs it here instead.
-    - `workers`: the live runs of a press (of the default `execute`) go side by side in this many worker
-      processes, one core each (default: 2 where there are 2 cores and 6 GiB, else 1, which runs them here, one
-      after another: Binder's 2 GiB holds no worker);
-      each run's row appears as it lands, in the plan's order, with the numbers of the same runs one after
-      another (tests/test_widgets.py).
+    - `workers`: with more than 1, the live runs of a press (of the default `execute`) go side by side in that many
+      worker processes, one intra-op thread each, each row shown as it lands in the plan's order, with the numbers
+      of the same runs one after another (tests/test_widgets.py). The default, 1, runs them here one after another
+      on torch's threads: on 2 cores that is as fast (benchmarks/bench_press.py: 2 workers 1.04×, 3 workers 0.93×
+      of its time, the first row later), needs no memory for workers (Binder's 2 GiB holds none), and shows the
+      first row soonest.
     """
 
     def __init__(
@@ -288,7 +252,7 @@ class Panel:
         figure: Callable[[list], go.Figure | Sequence[go.Figure]] = numbered_comparison,
         progress: bool = True,
         seeds: int | None = None,
-        workers: int | None = None,
+        workers: int = 1,
     ):
         self.base = config
         self.controls = {f: control(f, config) for f in fields}
@@ -312,7 +276,7 @@ class Panel:
         self.running = False
         self.seconds_per_step: float | None = None  # measured: fine-tuning dominates a run's time
         self.recorded: Callable[[Sequence[RunConfig]], tuple[list, str] | None] | None = shipped.bundle_lookup
-        self.workers = workers if workers is not None else default_workers()
+        self.workers = workers
         self._prepared: dict[tuple, Prepared] = {}
         self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
         for name, button in self.buttons.items():
