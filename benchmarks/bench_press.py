@@ -6,7 +6,8 @@ another (as before) against side by side in worker processes.
 Notebook 00's stage panel (split-mnist-fashion-animal, 6 tasks of 5 classes, 500 training and 300 test images a
 task, 100 steps at lr 3e-4, seeds 0, 1, 2), driven from Python in one process:
 - recorded: each of the 8 stage combinations pressed once; the shipped results hold every one (notebook 06's grid).
-  The first press reads the bundle; the others are the median.
+  The first press reads the bundle; the others are the median. Plotly's renderers are loaded before, as in the
+  notebook.
 - live: the holistic press with "rerun live" ticked, with `workers=1` (the three runs one after another, here, on
   torch's default threads), `workers=2` (two worker processes, one core each) and `workers=3` (one per seed). Each starts
   from a disk cache holding the trunk features and no fine-tuned task model (what a reader who opened the notebook
@@ -24,11 +25,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 
 from holomerge_lab.analysis.bench import machine
 from holomerge_lab.experiment import pipeline
 from holomerge_lab.files import atomic_write_text
-from holomerge_lab.tour import widgets
+from holomerge_lab.tour import viz, widgets
 
 CONFIG = pipeline.RunConfig(
     stream="split-mnist-fashion-animal", tasks=6, train_per_task=500, test_per_task=300, steps=100, lr=3e-4
@@ -43,7 +45,11 @@ def panel(**kwargs) -> widgets.Panel:
 
 
 def recorded_presses() -> list[float]:
-    """Seconds of each press of the 8 stage combinations, answered from the shipped results."""
+    """Seconds of each press of the 8 stage combinations, answered from the shipped results. Plotly's renderers are
+    loaded first, as the notebook's earlier figures have loaded them before a reader reaches the panel (in a fresh
+    process that import alone takes a second)."""
+    viz.setup_renderer()
+    go.Figure()._repr_mimebundle_()
     shown, seconds = panel(), []
     for combination in widgets.stage_combinations(CONFIG):
         for stage in STAGES:

@@ -235,7 +235,7 @@ class Panel:
     - `workers`: with more than 1, the live runs of a press (of the default `execute`) go side by side in that many
       worker processes, one intra-op thread each, each row shown as it lands in the plan's order, with the numbers
       of the same runs one after another (tests/test_widgets.py). The default, 1, runs them here one after another
-      on torch's threads: on 2 cores that is as fast (benchmarks/bench_press.py: 2 workers 1.04×, 3 workers 0.93×
+      on torch's threads: on 2 cores that is as fast (benchmarks/bench_press.py: 2 workers 1.19×, 3 workers 0.95×
       of its time, the first row later), needs no memory for workers (Binder's 2 GiB holds none), and shows the
       first row soonest.
     """
