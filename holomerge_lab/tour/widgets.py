@@ -407,7 +407,6 @@ class Panel:
         self.bar.description = f"{self.bar.value}/{len(configs)}"
         self._redraw()
 
-
     def estimate(self, configs: Sequence[RunConfig]) -> str:
         """The time a plan may take, from its fine-tuning steps × the slowest step time measured so far."""
         steps = [fine_tune_steps(c) for c in configs]
