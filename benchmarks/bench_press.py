@@ -11,7 +11,7 @@ task, 100 steps at lr 3e-4, seeds 0, 1, 2), driven from Python in one process:
 - live: the holistic press with "rerun live" ticked, with `workers=1` (the three runs one after another, here, on
   torch's default threads), `workers=2` (two worker processes, one core each) and `workers=3` (one per seed). Each starts
   from a disk cache holding the trunk features and no fine-tuned task model (what a reader who opened the notebook
-  has), a copy of its own. Wall time of the press, time to its first row, and whether both gave the same numbers.
+  has), a copy of its own. Wall time of the press, time to its first row, and whether every way gave the same numbers.
 """
 
 import argparse

@@ -18,7 +18,6 @@ import nbformat
 from holomerge_lab.files import atomic_write_text
 from holomerge_lab.tour import findings, shipped
 
-ROOT = Path(__file__).parent.parent
 OUT = Path(__file__).parent / "tour_findings.md"
 HEADER = """# What the tour's numbers say
 

@@ -250,3 +250,16 @@ def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, runs, 
     # (01's tangent / standard step time) is the machine's own, its verdict too
     assert written is not None and comparable(said) == comparable(written), (
         f"{path.name} says other findings than benchmarks/tour_findings.md: {REWRITE_FINDINGS}")
+
+
+def test_notebook_00s_eight_stage_toggles_are_answered_from_the_shipped_results():
+    """What notebook 00, the README and TEACHING.md say: at 00's settings (read from its own shipped entry) every
+    stage combination on its seeds is in the bundle (notebook 06's grid), so a press of its panel runs nothing."""
+    settings = shipped.read_file(shipped.BUNDLE / "00_tour.json")["entries"]["methods"]["settings"]
+    config, seeds = shipped.decode(settings["config"]), settings["seeds"]
+    for combination in widgets.stage_combinations(config):
+        configs = widgets.with_seeds([combination], len(seeds))
+        assert [c.seed for c in configs] == seeds, configs
+        found = shipped.find_recorded(configs, shipped.BUNDLE)
+        assert found is not None, f"{combination.label} at 00's settings is not in the shipped results: {REMAKE}"
+        assert [r.stages for r in found[0]] == [combination.resolve().stages] * len(seeds)

@@ -185,18 +185,28 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n")
 
 
+def bundle_folder() -> Path:
+    """The bundle the environment names: HOLOMERGE_RESULTS, else the shipped one."""
+    return Path(os.environ.get("HOLOMERGE_RESULTS") or BUNDLE)
+
+
+def live_from_environment() -> bool:
+    """Everything live: HOLOMERGE_LIVE=1, or HOLOMERGE_RECORD (a recording computes every value)."""
+    return os.environ.get("HOLOMERGE_LIVE") == "1" or bool(os.environ.get("HOLOMERGE_RECORD"))
+
+
 class Results:
     """A notebook's shipped values: `get` a computation's value or `click` a panel's first press from them."""
 
     def __init__(self, notebook: str, folder: Path | None = None):
         self.notebook = notebook
         env = os.environ.get
-        self.folder = Path(folder or env("HOLOMERGE_RESULTS") or BUNDLE)
+        self.folder = Path(folder) if folder else bundle_folder()
         if env("HOLOMERGE_RESULTS") and not self.folder.is_dir():  # else every cell would quietly run live
             raise UserError(f"HOLOMERGE_RESULTS={self.folder} is not a folder (from {Path.cwd()}): give a bundle's "
                             "folder, best as an absolute path, or unset it for the shipped one")  # fmt: skip
         self.record = Path(env("HOLOMERGE_RECORD")) if env("HOLOMERGE_RECORD") else None
-        self.live = env("HOLOMERGE_LIVE") == "1" or self.record is not None  # set True to rerun every cell live
+        self.live = live_from_environment()  # set True to rerun every cell live
         self.strict = env("HOLOMERGE_SHIPPED_ONLY") == "1"
         self.data = read_file(self.folder / f"{notebook}.json")
         self.shown: list[str] = []  # the names taken from the bundle (what the tests check)
@@ -313,12 +323,9 @@ def find_recorded(configs: Sequence, folder: Path) -> tuple[list, str] | None:
 
 
 def bundle_lookup(configs: Sequence) -> tuple[list, str] | None:
-    """A panel's default: its press answered from the bundle the environment names (HOLOMERGE_RESULTS, else the
-    shipped one), unless HOLOMERGE_LIVE=1 or HOLOMERGE_RECORD asks for everything live."""
-    env = os.environ.get
-    if env("HOLOMERGE_LIVE") == "1" or env("HOLOMERGE_RECORD"):
-        return None
-    return find_recorded(configs, Path(env("HOLOMERGE_RESULTS") or BUNDLE))
+    """A panel's default: its press answered from the bundle the environment names, unless the environment asks
+    for everything live."""
+    return None if live_from_environment() else find_recorded(configs, bundle_folder())
 
 
 # --- the command that makes the bundle ---------------------------------------------------------------------------
