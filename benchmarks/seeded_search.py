@@ -15,6 +15,7 @@ from pathlib import Path
 
 from holomerge_lab.analysis.sweep import sweep
 from holomerge_lab.experiment.pipeline import RunConfig
+from holomerge_lab.files import atomic_write_text
 
 
 def load(path: Path) -> list[dict]:
@@ -58,7 +59,7 @@ def run_search(
         results = sweep([c for *_, c in part], workers=workers)
         for (name, label, config), r in zip(part, results, strict=True):
             rows.append(_row(name, label, r, {k: v for k, v in vars(config).items() if v is not None}))
-        path.write_text(json.dumps(rows, indent=1))
+        atomic_write_text(path, json.dumps(rows, indent=1))
         print(f"{i + len(part)}/{len(todo)} runs", file=sys.stderr, flush=True)
     return rows
 
@@ -79,7 +80,7 @@ def import_runs(candidate: str, folder: Path, methods: Sequence[str], path: Path
             continue
         rows.append({**_row(candidate, r["label"], r, r["config"]), "imported_from": str(file)})
         added += 1
-    path.write_text(json.dumps(rows, indent=1))
+    atomic_write_text(path, json.dumps(rows, indent=1))
     return added
 
 
@@ -95,9 +96,14 @@ def parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def markdown(table: Sequence[dict]) -> list[str]:
+    """The table's lines in markdown (none for an empty table)."""
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])] if table else []
+    return lines + ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
+
+
 def write_markdown(table: Sequence[dict], path: Path) -> None:
     """The table as markdown, to `path` and stdout."""
-    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])] if table else []
-    lines += ["| " + " | ".join(str(v) for v in row.values()) + " |" for row in table]
+    lines = markdown(table)
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

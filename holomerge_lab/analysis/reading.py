@@ -84,3 +84,27 @@ def level(
     if iv.high < bound:
         return f"{said}: below {where}."
     return f"{said}: these seeds cannot tell it from {where}."
+
+
+def association(
+    xs: Sequence[float], ys: Sequence[float], x_name: str, y_name: str, *, predicted: str | None = None
+) -> str:
+    """Does `y_name` rise with `x_name` across a set of points (grid points, not seeds)? Spearman's ρ with its
+    two-sided p of ρ = 0: "rises with", "falls with" or "these points cannot tell" at level ALPHA. `predicted`
+    ("rises" or "falls"): also say whether the points bear it out."""
+    from scipy.stats import spearmanr
+
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} values of {x_name} against {len(ys)} of {y_name}: give one of each per point")
+    if len(xs) < 3:
+        return f"{y_name} against {x_name}: {len(xs)} points, too few for a rank correlation."
+    rho, p = (float(v) for v in spearmanr(xs, ys))
+    said = f"{y_name} against {x_name}: Spearman ρ = {rho:+.2f} over {len(xs)} points (p = {p:.3f})"
+    outcome = ("rises" if rho > 0 else "falls") if p < stats.ALPHA else None
+    said += f": {y_name} {outcome} with {x_name}." if outcome else ": these points cannot tell whether they move together."
+    if predicted is not None:
+        if predicted not in ("rises", "falls"):
+            raise ValueError(f"a prediction is 'rises' or 'falls', got {predicted!r}")
+        said += (f" The prediction ({predicted}) " + ("is not decided by these points." if outcome is None else
+                 "holds." if outcome == predicted else "does not hold."))  # fmt: skip
+    return said
