@@ -4,8 +4,19 @@ value in one line (exit 2) before anything runs. `cli.py` runs what it parses.""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from .data.streams import STREAMS
+from .experiment.config import METHODS, PRESETS
+from .method.align import LOSSES
+from .models.backbone import PRECISIONS
+from .models.zoo import BACKBONES
+
+
+def _one_of(names: Iterable[str]) -> str:
+    """'one of: a | b | c': the choices a flag's help lists, from the constants the settings are checked against."""
+    return "one of: " + " | ".join(names)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,11 +79,12 @@ def _add_margin_option(p: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stream", default="split-animal", help="task stream (see `holomerge-lab list`)")
+    p.add_argument("--stream", default="split-animal", help=f"task stream (`holomerge-lab list` describes each), "
+                   f"{_one_of(STREAMS)} (default: split-animal)")  # fmt: skip
     p.add_argument(
         "--preset",
         default="quick",
-        help="quick | full | paper | paper-method (default: quick). paper: the authors' CLIP settings, each stream "
+        help=f"{_one_of(PRESETS)} (default: quick). paper: the authors' CLIP settings, each stream "
         "as their scripts ran it (on domain-incremental streams their plain-interpolation ablation); paper-method: "
         "the same with the full method on every stream. Values, defaults and ranges: "
         "holomerge_lab/experiment/config.py",
@@ -85,7 +97,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="CIL: a comma list of all class ids, cut into tasks in that order (default: the stream's own, e.g. "
         "split-mnist-fashion-animal's confusion-aware one; 0,1,2,… is the label order); DIL: the domain order",
     )  # fmt: skip
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed, help="seed of the data subsets, mini-batches and initial heads (default: 0)")
     p.add_argument("--alpha", type=float, help="weight of the new task in a merge, in (0, 1]")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate")
     p.add_argument("--steps", type=_positive_int, help="fine-tuning steps per task")
@@ -94,9 +106,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         help="fine-tuning epochs per task, when --steps is not given (paper: 10)",
     )
-    p.add_argument("--start", help="where task t's fine-tuning starts: merged | pretrained | previous")
+    p.add_argument("--start", help="where task t's fine-tuning starts, one of: merged | pretrained | previous "
+                   "(default: the method's own)")  # fmt: skip
     p.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size")
-    p.add_argument("--backbone", default="effnet-lite0")
+    p.add_argument("--backbone", default="effnet-lite0", help=f"{_one_of(BACKBONES)} (default: effnet-lite0)")
     p.add_argument(
         "--pretrained", help="CLIP weights: an open_clip tag (default openai), a checkpoint PATH, or random"
     )
@@ -108,17 +121,20 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="folder of a file stream: cifar100, imagenet-r, domainnet, office-*, imageclef, cub200, cars",
     )
     p.add_argument("--download", action="store_true", default=None, help="let torchvision fetch CIFAR-100")
-    p.add_argument("--device", help="auto (default: CUDA when available) | cpu | cuda")
+    p.add_argument("--device", help="one of: auto | cpu | cuda | cuda:N | mps (default: auto, CUDA when available)")
     p.add_argument(
-        "--precision", help="fp32 (paper, quick, full) | auto (bf16 on a GPU that has it) | bf16 | fp16"
+        "--precision", help=f"{_one_of(PRECISIONS)}: fp32 for paper, quick and full; auto is bf16 on a GPU "
+        "that has it"
     )
-    p.add_argument("--variant", default="faithful", help="faithful (authors: raw v, no eps) | clean")
+    p.add_argument("--variant", default="faithful", help="one of: faithful | clean (default: faithful, the "
+                   "authors' raw v without eps; clean: bias-corrected v and eps)")  # fmt: skip
     p.add_argument(
         "--center", action="store_true", help="center features by the first task's mean θ0 feature"
     )
-    p.add_argument("--align-parameter", help="bias | projection")
-    p.add_argument("--align-teacher", help="previous (merged model) | current (fine-tuned model)")
-    p.add_argument("--align-loss", help="mse | l1 | cosine")
+    p.add_argument("--align-parameter", help="what alignment trains, one of: bias | projection (default: bias)")
+    p.add_argument("--align-teacher", help="whose features alignment pulls towards, one of: previous (the last "
+                   "merged model, the authors') | current (the new task's fine-tuned model) (default: previous)")
+    p.add_argument("--align-loss", help=f"alignment loss, {_one_of(LOSSES)} (default: mse)")
     p.add_argument("--align-lr", type=float, help="alignment learning rate (paper: 1e-7)")
     p.add_argument(
         "--align-steps", type=int, help="alignment steps per task (default: one pass over the task)"
@@ -144,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="holomerge-lab", description="Continual model merging, hands on.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", help="one method on one stream")
-    run.add_argument("--method", default="holistic")
+    run.add_argument("--method", default="holistic", help=f"{_one_of(METHODS)} (default: holistic)")
     for stage in ("pre", "during", "post"):
         run.add_argument(f"--no-{stage}", action="store_true", help=f"switch stage '{stage}' off (holistic)")
     _add_seeds_option(run)
@@ -153,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--methods",
         nargs="+",
-        help="methods to compare, or 'all' for every method (default: the core baselines and holistic)",
+        help=f"methods to compare, each {_one_of(METHODS)}; or all (default: the core baselines and holistic)",
     )
     _add_seeds_option(compare)
     _add_run_options(compare)
@@ -168,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_margin_option(summarize)
     commands.add_parser("list", help="the streams, methods, backbones and presets")
     sweep = commands.add_parser("sweep", help="a grid: stages × alpha × seeds × task orders, in parallel")
-    sweep.add_argument("--method", default="holistic")
+    sweep.add_argument("--method", default="holistic", help=f"{_one_of(METHODS)} (default: holistic)")
     sweep.add_argument(
         "--stages", nargs="+", default=["pre,during,post"], help="each: a comma list of stages, or none"
     )
@@ -182,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     bench = commands.add_parser("bench", help="speed and memory measurements (benchmarks/RESULTS.md)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100])
+    bench.add_argument("--memory-tasks", nargs="+", type=_positive_int, default=[5, 20, 50, 100],
+                       help="stream lengths at which the carried state's bytes are measured (default: 5 20 50 100)")
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds per ratio")
     parser.commands = commands.choices
     return parser

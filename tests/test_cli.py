@@ -328,3 +328,32 @@ def test_the_checkpoint_check_accepts_every_checkpoint_format_and_refuses_other_
     for name, kind in (("notes.txt", "a text file"), ("blob.bin", "a binary file of another format")):
         with pytest.raises(UserError, match=f"is {kind}, not a checkpoint"):
             check_checkpoint_file(str(tmp_path / name))
+
+
+def test_every_flag_of_every_command_says_what_it_does_and_lists_its_choices():
+    """`holomerge-lab run --help` (and compare, sweep, summarize, bench): no flag without a description, and every
+    flag whose value is one of a fixed set names each member of the set the settings are checked against."""
+    from holomerge_lab.cli_parser import build_parser
+    from holomerge_lab.data.streams import STREAMS
+    from holomerge_lab.experiment.config import METHODS, PRESETS
+    from holomerge_lab.method.align import LOSSES
+    from holomerge_lab.models.backbone import PRECISIONS
+    from holomerge_lab.models.zoo import BACKBONES
+
+    choices = {
+        "--method": METHODS, "--methods": METHODS, "--stream": STREAMS, "--preset": PRESETS,
+        "--backbone": BACKBONES, "--precision": PRECISIONS, "--align-loss": LOSSES,
+        "--start": ("merged", "pretrained", "previous"), "--variant": ("faithful", "clean"),
+        "--align-parameter": ("bias", "projection"), "--align-teacher": ("previous", "current"),
+        "--device": ("auto", "cpu", "cuda"),
+    }  # fmt: skip
+    listed = 0
+    for name, command in build_parser().commands.items():
+        for action in command._actions:
+            flag = max(action.option_strings, key=len, default=action.dest)
+            assert action.help and action.help.strip(), f"{name} {flag} has no description"
+            for choice in choices.get(flag, ()):
+                words = action.help.translate(str.maketrans("|,:;()", "      ")).split()
+                assert choice in words, (name, flag, choice)
+                listed += 1
+    assert listed > 100  # run, compare and sweep each list every choice
