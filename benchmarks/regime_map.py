@@ -54,7 +54,8 @@ def table(rows: list[dict], grid) -> list[dict]:
         "stream": e["stream"], "effect": e["effect"], "dial": e["dial"], "value": e["value"], "n": len(e["seeds"]),
         "Δ ACC (points)": f"{100 * e['mean']:+.2f} ± {100 * e['half_width']:.2f}",
         "adjusted interval": f"± {100 * e['adjusted_half_width']:.2f}", "p": f"{e['p']:.3f}",
-        "Holm p": f"{e['p_holm']:.3f}", "verdict": e["verdict"], "verdict (Holm)": e["verdict_holm"],
+        "Holm p": f"{e['p_holm']:.3f}", "verdict": regime.VERDICT_WORDS.get(e["verdict"], e["verdict"]),
+        "verdict (Holm)": regime.VERDICT_WORDS.get(e["verdict_holm"], e["verdict_holm"]),
     } for e in regime.effects(rows, grid)]  # fmt: skip
 
 

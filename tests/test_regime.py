@@ -5,6 +5,7 @@ one its recorded runs give."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,3 +124,28 @@ def test_the_shipped_map_is_what_its_recorded_runs_give(tmp_path, monkeypatch):
         for method in regime.METHODS:
             assert {0, 1, 2} <= set(regime.by_seed(runs, point.name, method)), (point.name, method)
         assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= {0, 1, 2}, point.name
+
+
+# (map · point · stage … · Δ ± half-width (adjusted ± half-width) · Holm verdict), as the README cites the map
+MAP_CITATION = re.compile(
+    r"map · ((?:CIL|DIL): [^·]+?) · stage ([^·]+?) · ([+−-]\d+\.\d\d ± \d+\.\d\d) \(adjusted ± (\d+\.\d\d)\) · "
+    r"Holm: ([^;()]+?)(?=[;)])"
+)
+
+
+def test_every_citation_of_the_map_is_its_row():
+    """Each (map · point · stage · Δ (adjusted) · Holm: verdict) in README.md and notebooks 00, 06 and 09 is that
+    row of the shipped map: its interval, adjusted interval and Holm verdict."""
+    runs = json.loads((ROOT / "benchmarks" / "regime_map" / "effects.json").read_text())
+    rows = {(e["point"], e["effect"]): e for e in regime.effects(runs, regime.GRID)}
+    texts = [(ROOT / "README.md").read_text()] + [
+        "".join("".join(c["source"]) for c in json.loads((ROOT / "notebooks" / f"{n}.ipynb").read_text())["cells"])
+        for n in ("00_tour", "06_ablation_lab", "09_regime_map")
+    ]
+    cited = [c for text in texts for c in MAP_CITATION.findall(" ".join(text.split()))]
+    assert len(cited) >= 3, cited
+    for point, effect, delta, adjusted, verdict in cited:
+        row = rows[(point, effect)]
+        assert delta.replace("−", "-") == f"{100 * row['mean']:+.2f} ± {100 * row['half_width']:.2f}", (point, effect)
+        assert adjusted == f"{100 * row['adjusted_half_width']:.2f}", (point, effect)
+        assert verdict.strip() == regime.VERDICT_WORDS.get(row["verdict_holm"], row["verdict_holm"]), (point, effect)

@@ -92,6 +92,8 @@ GRID: tuple[Point, ...] = (
     _p(DIL, "alpha", "0.8", alpha=0.8),
     _p(DIL, "alignment", "strong (100 steps, lr 1e-2)", align_steps=100, align_lr=1e-2),
 )  # fmt: skip
+# A verdict of stats.verdict_word in a stage's words
+VERDICT_WORDS = {"a > b": "helps", "a < b": "hurts"}
 # What `mechanisms` measures, and which mechanism should track which stage's effect (effect, mechanism)
 MECHANISMS = (
     "linearity gap", "weight distance", "plasticity lost (points)", "ξ standard", "ξ tangent",

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..analysis import evidence, stats
+from ..analysis import evidence, regime, stats
 from ..analysis.probes import AlignmentStep, AlphaCurve, by_seed, plasticity
 from ..data import TaskStream
 from ..experiment.pipeline import RunResult
@@ -480,7 +480,8 @@ def regime_figure(effect_rows: Sequence[Mapping], effect: str, stream: str) -> g
         figure.add_trace(go.Scatter(
             x=means, y=names, mode="markers", name=label, marker=dict(size=9 if width > 1 else 1, color="#1f77b4"),
             error_x=dict(type="data", array=[100 * e[key] for e in rows], thickness=width, width=0 if width > 1 else 6),
-            text=[f"{e['verdict_holm']} (Holm p {e['p_holm']:.3f}, {len(e['seeds'])} seeds)" for e in rows],
+            text=[f"{regime.VERDICT_WORDS.get(e['verdict_holm'], e['verdict_holm'])} (Holm p {e['p_holm']:.3f}, "
+                  f"{len(e['seeds'])} seeds)" for e in rows],
         ))  # fmt: skip
     figure.add_vline(x=0, line=dict(color="grey", dash="dash"))
     figure.update_layout(
