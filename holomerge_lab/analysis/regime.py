@@ -97,9 +97,9 @@ VERDICT_WORDS = {"a > b": "helps", "a < b": "hurts"}
 # What `mechanisms` measures, and which mechanism should track which stage's effect (effect, mechanism)
 MECHANISMS = (
     "linearity gap", "weight distance", "plasticity lost (points)", "ξ standard", "ξ tangent",
-    "task arithmetic, tangent − standard (points)", "share ρ (v vs true)", "drift", "drift removed",
-    "alignment gain (points)", "drift, plain merge", "drift removed, plain merge",
-    "alignment gain (points), plain merge",
+    "task arithmetic, tangent − standard (points)", "share ρ (v vs true)",
+    *(f"{k}{merge}" for merge in ("", ", plain merge") for k in (
+        "drift", "drift removed", "drift (new task)", "drift removed (new task)", "alignment gain (points)")),
 )  # fmt: skip
 TRACKS = (("pre", "linearity gap"), ("post after a plain merge", "drift, plain merge"), ("post", "drift"),
           ("during", "share ρ (v vs true)"))  # fmt: skip
@@ -147,14 +147,14 @@ def _accuracy(prep: Prepared, forward, params, tasks: Sequence[int]) -> float:
 
 
 def _drift(steps) -> dict[str, float]:
-    """Over one trace's merges: the merged model's feature discrepancy (MSE) to the teacher on old tasks' data,
-    the fraction of it alignment removed, and the accuracy alignment added (points)."""
+    """Over one trace's merges: the merged model's feature discrepancy (MSE) to the teacher on old tasks' data and
+    on the new task's, the fraction of each that alignment removed, and the accuracy alignment added (points)."""
     n = len(steps)
-    return {
-        "drift": sum(s.discrepancy["old"]["merged"]["mse"] for s in steps) / n,
-        "drift removed": sum(s.reduction("old", "mse") for s in steps) / n,
-        "alignment gain (points)": 100 * sum(s.accuracy["aligned"] - s.accuracy["merged"] for s in steps) / n,
-    }
+    out = {"alignment gain (points)": 100 * sum(s.accuracy["aligned"] - s.accuracy["merged"] for s in steps) / n}
+    for data, suffix in (("old", ""), ("new", " (new task)")):
+        out[f"drift{suffix}"] = sum(s.discrepancy[data]["merged"]["mse"] for s in steps) / n
+        out[f"drift removed{suffix}"] = sum(s.reduction(data, "mse") for s in steps) / n
+    return out
 
 
 def mechanisms(config: RunConfig) -> dict[str, float]:
