@@ -45,7 +45,7 @@ demo: $(VENV)/.installed $(FASHION)
 	$(BIN)/holomerge-lab compare --stream split-mnist-fashion-animal --lr 3e-4 --test-per-task 500 --out results/demo/split-mnist-fashion-animal --force
 	$(BIN)/holomerge-lab compare --stream rotated-mnist --test-per-task 500 --out results/demo/rotated-mnist --force
 
-# The README's tables: every method on both demo streams over 5 seeds (hours on 2 cores; fine-tunes are shared
+# The tables of docs/results.md: every method on both demo streams over 5 seeds (hours on 2 cores; fine-tunes are shared
 # through the task cache, so a rerun or an added method costs only what is new)
 SEEDS ?= 0 1 2 3 4
 evidence: $(VENV)/.installed $(FASHION)

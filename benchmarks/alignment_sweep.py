@@ -46,7 +46,7 @@ SETTINGS = {
     },
 }  # fmt: skip
 STREAMS = ("split-mnist-fashion-animal", "rotated-mnist")
-TEST_PER_TASK = 500  # as the README's evidence runs, so "no alignment" and the default are their rows
+TEST_PER_TASK = 500  # as the evidence runs of docs/results.md, so "no alignment" and the default are their rows
 
 
 def table(rows: list[dict]) -> list[dict]:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--import-runs", nargs=2, metavar=("CANDIDATE", "DIR"),
         help="take CANDIDATE's zero-shot / individual / joint runs from a `compare --out DIR` folder with the "
-        "same settings (e.g. the README's evidence runs) instead of running them again",
+        "same settings (e.g. the evidence runs of docs/results.md) instead of running them again",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.import_runs:

@@ -36,7 +36,7 @@ def measured(request, tmp_path_factory) -> Iterator[dict[str, Future]]:
 @pytest.mark.parametrize("name", ["00_tour.ipynb", "06_ablation_lab.ipynb"])
 def test_runs_within_binders_memory_cap(name, fast, measured, request):
     result = measured[request.node.nodeid].result()
-    print(result)  # the numbers the README quotes
+    print(result)  # the numbers docs/colab_and_binder.md quotes
     assert not result["oom_killed"], f"{name} needed more than {result['cap_mib']} MiB: {result}"
     assert result["returncode"] == 0, result["stderr_tail"]
     assert result["peak_tree_rss_mib"] < result["cap_mib"], result

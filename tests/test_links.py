@@ -1,11 +1,15 @@
-"""The README's badges, every notebook's badges and its Colab clone line follow pyproject's one address."""
+"""The README's badges, every notebook's badges and its Colab clone line follow pyproject's one address; every
+relative link of the README and the docs/ pages leads to a file (or a page `make book` writes)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 _spec = importlib.util.spec_from_file_location("sync_links", ROOT / "scripts" / "sync_links.py")
@@ -67,3 +71,81 @@ def test_a_badge_pointing_elsewhere_or_a_missing_install_block_is_reported(tmp_p
     readme = root / "README.md"
     readme.write_text(readme.read_text().replace("?labpath=notebooks/00_tour.ipynb", "?labpath=notebooks/04.ipynb"))
     assert any(p.startswith("README.md: no badge https://mybinder.org/badge_logo.svg") for p in sync_links.problems(root))
+
+
+# --- every relative link of the README and the docs/ pages leads somewhere (issue 29) ---
+LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)\)")  # [text](target) and ![alt](target), [![..](..)](..) too
+BOOK = "build/book/"  # made by `make book`, never committed: its pages are checked by name instead
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    titles = re.findall(r"^#{1,6} (.+?)\s*$", text, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-") for title in titles}
+
+
+def broken_links(page: Path, root: Path = ROOT) -> list[str]:
+    """Each relative link of `page` (a markdown file under `root`) whose file, or heading anchor, does not exist;
+    links into build/book/ must name a page `make book` writes."""
+    from holomerge_lab.tour import book
+
+    notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    book_pages = {"index.html", "teaching.html"} | {
+        book.Page(p.stem, "", "", "", "", 0).file for p in notebooks
+    }  # fmt: skip
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target) or target.startswith("//"):
+            continue  # an address, not a file of the repository
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page.resolve()
+        relative = resolved.relative_to(root.resolve()).as_posix() if resolved.is_relative_to(root.resolve()) else None
+        if relative is None:
+            broken.append(f"{target}: outside the repository")
+        elif relative.startswith(BOOK):
+            if relative.removeprefix(BOOK) not in book_pages:
+                broken.append(f"{target}: `make book` writes no such page")
+        elif not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in heading_anchors(resolved.read_text()):
+            broken.append(f"{target}: no heading #{anchor} in {relative}")
+    return broken
+
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(page):
+    assert broken_links(page) == []
+
+
+def test_the_readme_links_every_notebook_its_book_page_and_the_docs():
+    text = (ROOT / "README.md").read_text()
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"](notebooks/{path.name})" in text and f"](build/book/{path.stem}.html)" in text, path.name
+    for name in ("TEACHING.md", "docs/results.md", "docs/architecture.md", "docs/method.md",
+                 "docs/command_line.md", "docs/colab_and_binder.md", "docs/notebooks.md", "benchmarks/RESULTS.md"):
+        assert f"]({name}" in text, name  # fmt: skip
+    assert len(text.splitlines()) < 150, "the README is the front door: move detail to a page of docs/"
+
+
+def test_a_broken_link_is_reported(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "00_tour.ipynb").write_text("{}")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A page\n\n## Some section\n")
+    page = tmp_path / "README.md"
+    page.write_text(
+        "[ok](docs/a.md#some-section) [gone](docs/b.md) [anchor](docs/a.md#nowhere) [book](build/book/00_tour.html)\n"
+        "[no page](build/book/01_x.html) [web](https://example.org/x.md) ![pic](docs/a.svg)\n"
+        "```\n[in code](not/checked.md)\n```\n"
+    )
+    assert broken_links(page, tmp_path) == [
+        "docs/b.md: no such file",
+        "docs/a.md#nowhere: no heading #nowhere in docs/a.md",
+        "build/book/01_x.html: `make book` writes no such page",
+        "docs/a.svg: no such file",
+    ]

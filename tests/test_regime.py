@@ -126,7 +126,8 @@ def test_the_shipped_map_is_what_its_recorded_runs_give(tmp_path, monkeypatch):
         assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= {0, 1, 2}, point.name
 
 
-# (map · point · stage … · Δ ± half-width (adjusted ± half-width) · Holm verdict), as the README cites the map
+# (map · point · stage … · Δ ± half-width (adjusted ± half-width) · Holm verdict), as the README, docs/ or
+# the notebooks cite the map
 MAP_CITATION = re.compile(
     r"map · ((?:CIL|DIL): [^·]+?) · stage ([^·]+?) · ([+−-]\d+\.\d\d ± \d+\.\d\d) \(adjusted ± (\d+\.\d\d)\) · "
     r"Holm: ([^;()]+?)(?=[;)])"
@@ -134,11 +135,11 @@ MAP_CITATION = re.compile(
 
 
 def test_every_citation_of_the_map_is_its_row():
-    """Each (map · point · stage · Δ (adjusted) · Holm: verdict) in README.md and notebooks 00, 06 and 09 is that
-    row of the shipped map: its interval, adjusted interval and Holm verdict."""
+    """Each (map · point · stage · Δ (adjusted) · Holm: verdict) in README.md, docs/*.md and notebooks 00, 06 and 09
+    is that row of the shipped map: its interval, adjusted interval and Holm verdict."""
     runs = json.loads((ROOT / "benchmarks" / "regime_map" / "effects.json").read_text())
     rows = {(e["point"], e["effect"]): e for e in regime.effects(runs, regime.GRID)}
-    texts = [(ROOT / "README.md").read_text()] + [
+    texts = [p.read_text() for p in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))] + [
         "".join("".join(c["source"]) for c in json.loads((ROOT / "notebooks" / f"{n}.ipynb").read_text())["cells"])
         for n in ("00_tour", "06_ablation_lab", "09_regime_map")
     ]

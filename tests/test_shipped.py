@@ -253,7 +253,7 @@ def test_each_notebook_opens_in_normal_mode_from_the_shipped_bundle(path, runs, 
 
 
 def test_notebook_00s_eight_stage_toggles_are_answered_from_the_shipped_results():
-    """What notebook 00, the README and TEACHING.md say: at 00's settings (read from its own shipped entry) every
+    """What notebook 00, docs/notebooks.md and TEACHING.md say: at 00's settings (read from its own shipped entry) every
     stage combination on its seeds is in the bundle (notebook 06's grid), so a press of its panel runs nothing."""
     settings = shipped.read_file(shipped.BUNDLE / "00_tour.json")["entries"]["methods"]["settings"]
     config, seeds = shipped.decode(settings["config"]), settings["seeds"]
