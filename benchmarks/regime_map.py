@@ -39,7 +39,7 @@ def run_mechanisms(grid, base: dict, seeds, path: Path, workers: int) -> list[di
     """The mechanisms of every (point, seed) `path` does not hold yet, `workers` at a time; saved after each."""
     rows = seeded_search.load(path)
     done = {(r["candidate"], r["seed"]) for r in rows}
-    jobs = [(p.name, s, vars(p.config(s, base))) for s in seeds for p in grid if (p.name, s) not in done]
+    jobs = [(p.name, s, vars(p.config(s, base))) for s in seeds for p in grid if p.measured and (p.name, s) not in done]
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs) or 1)), initializer=_init_worker) as pool:
         for row in pool.map(_mechanism_row, jobs):
             rows.append(row)

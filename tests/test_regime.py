@@ -123,7 +123,8 @@ def test_the_shipped_map_is_what_its_recorded_runs_give(tmp_path, monkeypatch):
     for point in regime.GRID:
         for method in regime.METHODS:
             assert {0, 1, 2} <= set(regime.by_seed(runs, point.name, method)), (point.name, method)
-        assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= {0, 1, 2}, point.name
+        if point.measured:
+            assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= {0, 1, 2}, point.name
 
 
 # (map · point · stage … · Δ ± half-width (adjusted ± half-width) · Holm verdict), as the README, docs/ or
