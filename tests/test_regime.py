@@ -111,7 +111,8 @@ def test_association_reads_spearmans_rho_as_scipy_and_by_ranks():
 
 def test_the_shipped_map_is_what_its_recorded_runs_give(tmp_path, monkeypatch):
     """benchmarks/regime_map.md is what the script writes from the committed effects and mechanisms, line for line;
-    every grid point has its five rows on at least three seeds and its mechanisms on seeds 0-2."""
+    every grid point has its five rows on at least three seeds and, where measured, its mechanisms on seeds 0 and 1
+    (0-2 at the two points notebook 09 compares)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import regime_map
     import seeded_search
@@ -124,7 +125,8 @@ def test_the_shipped_map_is_what_its_recorded_runs_give(tmp_path, monkeypatch):
         for method in regime.METHODS:
             assert {0, 1, 2} <= set(regime.by_seed(runs, point.name, method)), (point.name, method)
         if point.measured:
-            assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= {0, 1, 2}, point.name
+            wanted = {0, 1, 2} if point.name in (regime.GRID[0].name, "CIL: learning rate 3e-3") else {0, 1}
+            assert {m["seed"] for m in mechanisms if m["candidate"] == point.name} >= wanted, point.name
 
 
 # (map · point · stage … · Δ ± half-width (adjusted ± half-width) · Holm verdict), as the README, docs/ or
@@ -151,3 +153,15 @@ def test_every_citation_of_the_map_is_its_row():
         assert delta.replace("−", "-") == f"{100 * row['mean']:+.2f} ± {100 * row['half_width']:.2f}", (point, effect)
         assert adjusted == f"{100 * row['adjusted_half_width']:.2f}", (point, effect)
         assert verdict.strip() == regime.VERDICT_WORDS.get(row["verdict_holm"], row["verdict_holm"]), (point, effect)
+
+
+def test_the_numbers_of_the_results_page_on_the_map_are_the_maps():
+    """docs/results.md's regime section: every number outside a citation (a mechanism's mean) is printed in
+    benchmarks/regime_map.md, sign aside (the page says "5.944 points below" where the map says -5.944)."""
+    page = (ROOT / "docs" / "results.md").read_text()
+    section = " ".join(page[page.index("## When does each stage help?") : page.index("## Caveats the runs teach")].split())
+    plain = MAP_CITATION.sub(" ", section)
+    numbers = re.findall(r"(?<![\w.±-])\d+\.\d{3}(?![\w.])", plain)
+    assert len(numbers) >= 10, numbers
+    table = (ROOT / "benchmarks" / "regime_map.md").read_text().replace("-", " ")
+    assert [n for n in numbers if f" {n} " not in table] == []
