@@ -57,7 +57,7 @@ evidence: $(VENV)/.installed $(FASHION)
 		--out results/evidence/split-mnist-fashion-animal-lr3e-4 --force
 
 # The shipped results (holomerge_lab/results/, package data): every notebook run live in normal mode, each heavy
-# value recorded with the command, package versions and per-cell times (46 min on 2 cores). RESULTS_FLAGS=--fast
+# value recorded with the command, package versions and per-cell times (47 min on 2 cores). RESULTS_FLAGS=--fast
 # makes the reduced bundle the tests make; RESULTS_OUT=DIR writes it elsewhere.
 RESULTS_OUT ?= holomerge_lab/results
 RESULTS_FLAGS ?=
