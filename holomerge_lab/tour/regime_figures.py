@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from ..analysis import regime
+from . import viz
 
 
 def regime_figure(effect_rows: Sequence[Mapping], effect: str, stream: str) -> go.Figure:
@@ -24,12 +25,7 @@ def regime_figure(effect_rows: Sequence[Mapping], effect: str, stream: str) -> g
             text=[f"{regime.VERDICT_WORDS.get(e['verdict_holm'], e['verdict_holm'])} (Holm p {e['p_holm']:.3f}, "
                   f"{len(e['seeds'])} seeds)" for e in rows],
         ))  # fmt: skip
-    figure.add_vline(x=0, line=dict(color="grey", dash="dash"))
-    figure.update_layout(
-        title=f"{stream}: stage {effect}, on − off per seed (points of final ACC)", xaxis_title="points of accuracy",
-        yaxis=dict(autorange="reversed"), height=140 + 32 * len(rows), margin=dict(l=300),
-    )  # fmt: skip
-    return figure
+    return viz.forest_layout(figure, f"{stream}: stage {effect}, on − off per seed (points of final ACC)", len(rows), 32, 300)
 
 
 def mechanism_figure(

@@ -103,11 +103,14 @@ def effects_figure(results: Sequence[RunResult], reference: str = evidence.REFER
             text=[f"{e['effect'].agree}/{e['effect'].interval.n} seeds agree" for e in rows],
         )
     )  # fmt: skip
+    return forest_layout(figure, f"Paired effects on ACC: {reference} − row, per seed (95% CI)", len(rows), 40, 260)
+
+
+def forest_layout(figure: go.Figure, title: str, rows: int, row_height: int, left: int) -> go.Figure:
+    """A forest plot's frame: the zero line, the first row at the top, a row's height and room for its names."""
     figure.add_vline(x=0, line=dict(color="grey", dash="dash"))
-    figure.update_layout(
-        title=f"Paired effects on ACC: {reference} − row, per seed (95% CI)", xaxis_title="points of accuracy",
-        yaxis=dict(autorange="reversed"), height=120 + 40 * len(rows), margin=dict(l=260),
-    )  # fmt: skip
+    figure.update_layout(title=title, xaxis_title="points of accuracy", yaxis=dict(autorange="reversed"),
+                         height=120 + row_height * rows, margin=dict(l=left))  # fmt: skip
     return figure
 
 
