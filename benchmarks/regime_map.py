@@ -2,10 +2,9 @@
 
 The grid is `holomerge_lab.analysis.regime.GRID` (both demo streams; one dial moved from the notebooks' settings at
 a time). Runs accumulate in <out>/effects.json (one row per point, stage switches and seed; through the task cache
-and worker processes, as the other searches: a rerun runs only what is missing) and <out>/mechanisms.json (one row per
-point and seed); the tables (effects with Holm's verdicts over each stream's points; mechanisms; whether each mechanism tracks
-its effect) go to <out>.md (benchmarks/regime_map.md).
-Notebook 09 reads these files.
+and worker processes, as the other searches: a rerun runs only what is missing) and <out>/mechanisms.json (one row
+per point and seed). The tables go to <out>.md (benchmarks/regime_map.md): the effects with Holm's verdicts over
+each stream's points, the mechanisms, and whether each mechanism tracks its effect. Notebook 09 reads these files.
 
     python benchmarks/regime_map.py [--seeds 0 1 2] [--points 0 3 ...] [--mechanism-seeds 0 1 2] [--workers 2]
     python benchmarks/regime_map.py --smoke --out DIR     # the reduced grid the test suite runs (tiny sizes)

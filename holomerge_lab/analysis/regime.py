@@ -68,8 +68,9 @@ class Point:
     def name(self) -> str:
         return f"{'CIL' if self.stream == CIL else 'DIL'}: {self.dial} {self.value}"
 
-    def config(self, seed: int, base: Mapping[str, object] = BASE, **fields: object) -> RunConfig:
-        return RunConfig(stream=self.stream, method="holistic", seed=seed, **{**base, **dict(self.overrides), **fields})
+    def config(self, seed: int, base: Mapping[str, object] = BASE) -> RunConfig:
+        """The holistic method at this point on `seed`: the base sizes with this point's dial turned."""
+        return RunConfig(stream=self.stream, method="holistic", seed=seed, **{**base, **dict(self.overrides)})
 
 
 def _p(stream: str, dial: str, value: str, measured: bool = True, **overrides: object) -> Point:
