@@ -165,3 +165,14 @@ def test_the_numbers_of_the_results_page_on_the_map_are_the_maps():
     assert len(numbers) >= 10, numbers
     table = (ROOT / "benchmarks" / "regime_map.md").read_text().replace("-", " ")
     assert [n for n in numbers if f" {n} " not in table] == []
+
+
+def test_share_rho_from_the_models_already_trained_is_setting_measurements_own():
+    """`mechanisms` reuses its tangent models of tasks 0 and 1 for share ρ; fisher_compare.setting_measurements,
+    which trains them itself, gives the same number."""
+    from holomerge_lab.analysis.fisher_compare import setting_measurements
+    from holomerge_lab.experiment.pipeline import prepare
+
+    config = regime.SMOKE_GRID[1].config(0, regime.SMOKE_BASE)
+    own = setting_measurements(prepare(config, progress=False), config)["share ρ (v vs true)"]
+    assert regime.mechanisms(config)["share ρ (v vs true)"] == pytest.approx(own, abs=1e-12)

@@ -263,3 +263,16 @@ def test_notebook_00s_eight_stage_toggles_are_answered_from_the_shipped_results(
         found = shipped.find_recorded(configs, shipped.BUNDLE)
         assert found is not None, f"{combination.label} at 00's settings is not in the shipped results: {REMAKE}"
         assert [r.stages for r in found[0]] == [combination.resolve().stages] * len(seeds)
+
+
+def test_notebook_09s_first_press_is_notebook_06s_runs_number_for_number():
+    """What notebook 09 says of its panel's first press: its 15 recorded runs (the five rows at the base point, 3
+    seeds, recorded live by 09's own recording) are runs of notebook 06's grid with the same accuracy matrices."""
+    press = shipped.read_file(shipped.BUNDLE / "09_regime_map.json")["entries"]["five rows"]["value"]
+    grid = shipped.read_file(shipped.BUNDLE / "06_ablation_lab.json")["entries"]
+    in_06 = {shipped.run_key(r.config): r for e in grid.values() for r in map(shipped.decode, shipped._runs_in(e["value"]))}
+    runs = [shipped.decode(r) for r in shipped._runs_in(press)]
+    assert len(runs) == 15
+    for run in runs:
+        twin = in_06.get(shipped.run_key(run.config))
+        assert twin is not None and twin.to_json()["acc_matrix"] == run.to_json()["acc_matrix"], (run.label, run.seed)

@@ -117,11 +117,15 @@ def task_importances(
     config: RunConfig | None = None,
     kinds: Sequence[str] = KINDS,
     examples: int | None = None,
+    model: TaskModel | None = None,
 ) -> tuple[TaskModel, dict[str, dict[str, Tensor]]]:
     """Fine-tune task t alone (with `config`'s β2, batch size, schedule), then, at the fine-tuned θ and on the same
     training data (the first `examples` of it), the diagonal Fisher of each kind and Adam's v, raw and
-    bias-corrected: {"true": …, "sampled": …, "empirical": …, "v raw": …, "v corrected": …}."""
-    model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
+    bias-corrected: {"true": …, "sampled": …, "empirical": …, "v raw": …, "v corrected": …}. `model`: task t
+    already fine-tuned that way (`fine_tune_task` with the same settings), so a caller that has it does not train
+    it twice."""
+    if model is None:
+        model, _ = fine_tune_task(prep, t, tangent=tangent, config=config)
     _, inputs, labels = task_objective(prep, t, tangent=tangent)
     inputs, labels = inputs[:examples], labels[:examples]
     trained = {k: v for k, v in model.params.items() if k in model.second_moment}

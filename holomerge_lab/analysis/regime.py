@@ -24,9 +24,8 @@ level, so "an adjusted interval excluding 0" means what it says.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
-
-import torch
 
 from ..experiment.config import RunConfig
 from ..experiment.evaluation import Prepared, test_logits
@@ -34,7 +33,7 @@ from ..experiment.pipeline import prepare
 from ..experiment.training import fine_tune_task
 from ..method.linearize import forward_fn
 from . import stats
-from .fisher_compare import setting_measurements
+from .fisher_compare import share_agreement, task_importances
 from .landscape import add_task_vectors, disentanglement_error, task_predictor, task_vector
 from .ntk import linearity_gap
 from .probes import alignment_trace
@@ -167,13 +166,15 @@ def mechanisms(config: RunConfig) -> dict[str, float]:
     pre: each task fine-tuned from θ0 both ways; the standard models' relative linearity gap and weight distance
     (mean over tasks), the plasticity lost (standard − tangent individual accuracy, points), ξ(1, 1) of the first
     two tasks' vectors each way, and plain task arithmetic θ0 + λ·Σ τ_t (λ = `config.scale`) evaluated
-    task-agnostically, tangent − standard (points). during: `share ρ (v vs true)` of the first two tasks. post:
+    task-agnostically, tangent − standard (points). during: `share ρ (v vs true)` of the first two tasks' tangent
+    models (the ones above, as `fisher_compare.setting_measurements` would train them), at the point's α. post:
     `_drift` of the holistic method and of its plain-interpolation variant."""
     prep = prepare(config, progress=False)
     tasks = range(len(prep.stream.tasks))
     forward = {False: forward_fn(prep.backbone.top, prep.theta0, tangent=False),
                True: forward_fn(prep.backbone.top, prep.theta0, tangent=True)}  # fmt: skip
-    models = {way: [fine_tune_task(prep, t, tangent=way, config=config)[0].params for t in tasks] for way in forward}
+    trained = {way: [fine_tune_task(prep, t, tangent=way, config=config)[0] for t in tasks] for way in forward}
+    models = {way: [m.params for m in trained[way]] for way in forward}
     gaps = [linearity_gap(forward[False], forward[True], prep.theta0, m, prep.test_features[t])
             for t, m in zip(tasks, models[False], strict=True)]  # fmt: skip
     out = {
@@ -191,12 +192,14 @@ def mechanisms(config: RunConfig) -> dict[str, float]:
         merged = add_task_vectors(prep.theta0, vectors, [config.resolve().scale] * len(vectors))
         task_arithmetic[way] = _accuracy(prep, forward[way], merged, list(tasks))
     out["task arithmetic, tangent − standard (points)"] = 100 * (task_arithmetic[True] - task_arithmetic[False])
-    out["share ρ (v vs true)"] = setting_measurements(prep, config)["share ρ (v vs true)"]
+    found = [task_importances(prep, t, config=config, kinds=("true",), model=trained[True][t])[1] for t in (0, 1)]
+    out["share ρ (v vs true)"] = share_agreement(found[0]["v raw"], found[1]["v raw"], found[0]["true"],
+                                                 found[1]["true"], config.resolve().alpha)  # fmt: skip
     for name, during in (("", True), (", plain merge", False)):
         steps = alignment_trace(dataclasses.replace(config, during=during), prep)
         out.update({f"{k}{name}": v for k, v in _drift(steps).items()})
     for key, value in out.items():
-        if not torch.isfinite(torch.tensor(value)):
+        if not math.isfinite(value):
             raise ArithmeticError(f"the mechanism {key!r} is not finite ({value}) at {config}")
     return out
 
