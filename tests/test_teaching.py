@@ -92,3 +92,14 @@ def test_every_result_quoted_comes_from_a_shipped_table():
 )  # fmt: skip
 def test_rounding_as_written(quoted, seconds, ok):
     assert quoted_seconds_match(quoted, seconds) is ok
+
+
+def test_quoted_press_times_are_the_benchmarks():
+    """TEACHING.md and docs/notebooks.md quote a live press of notebook 00's three seeds as
+    benchmarks/bench_press.json measured it (after: what the panel does), rounded to the second."""
+    press = json.loads((ROOT / "benchmarks" / "bench_press.json").read_text())["live"]["after"]
+    for page in (PAGE, ROOT / "docs" / "notebooks.md"):
+        quoted = re.findall(r"(\d+) s in all on\s+2 cores, the first row\s+after (\d+) s", page.read_text())
+        assert quoted, f"{page.name} does not quote the press times"
+        for total, first in quoted:
+            assert (int(total), int(first)) == (round(press["seconds"]), round(press["first_row_s"])), page.name

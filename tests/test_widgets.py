@@ -156,24 +156,6 @@ def test_every_control_shows_its_configs_value(stream):
         assert control(field, config).value == getattr(config, field), field
 
 
-def test_a_press_side_by_side_gives_the_numbers_of_the_same_runs_one_after_another(tmp_path, monkeypatch):
-    """Seeds in two worker processes (one core each) against one after another here, each from an empty cache of
-    its own (else the second press would reuse the first's fine-tuned tasks): the same runs, in the plan's order."""
-    pressed = {}
-    for workers in (2, 1):
-        monkeypatch.setenv("HOLOMERGE_CACHE", str(tmp_path / f"cache-{workers}"))
-        panel = Panel(small_config(tasks=2), ["pre"], progress=False, seeds=3, workers=workers)
-        panel.recorded = None
-        panel.click()
-        assert panel.error is None and panel.bar.value == 3
-        pressed[workers] = panel.results
-    for a, b in zip(pressed[2], pressed[1], strict=True):
-        assert (a.label, a.seed) == (b.label, b.seed)
-        np.testing.assert_array_equal(a.acc_matrix, b.acc_matrix)
-        assert a.joint_accuracy == b.joint_accuracy
-    assert [r.seed for r in pressed[2]] == [0, 1, 2]
-
-
 def test_a_recorded_press_is_answered_from_the_bundle_and_reruns_live_on_request(tmp_path, monkeypatch):
     """A panel's press whose runs the bundle holds is shown from them (nothing runs); any other press, a ticked
     "rerun live" box, or a damaged bundle file runs live, and a live rerun gives the recorded numbers."""

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import multiprocessing
-import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
-import torch
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.display import display
 
@@ -190,22 +186,6 @@ def _run_one(config: RunConfig, prepared: Prepared, progress: bool, **_) -> RunR
     return run(config, prepared, progress=progress, task_cache=cache_dir() / "task-models")
 
 
-_WORKER_PREPARED: dict[tuple, Prepared] = {}  # in a worker process: the stream and seed it last prepared
-
-
-def run_in_worker(config: RunConfig, cache: str) -> RunResult:
-    """One live run of a panel's press in a worker process, on one intra-op thread: `_run_one` with the panel's
-    disk cache. Processes, not threads: forward-mode AD (tangent fine-tuning's jvp) keeps process-wide state, so
-    two tangent runs cannot share a process."""
-    os.environ["HOLOMERGE_CACHE"] = cache
-    torch.set_num_threads(1)
-    key = prepare_key(config)
-    if key not in _WORKER_PREPARED:
-        _WORKER_PREPARED.clear()
-        _WORKER_PREPARED[key] = prepare(config, progress=False)
-    return _run_one(config, _WORKER_PREPARED[key], progress=False)
-
-
 def prepare_key(config: RunConfig) -> tuple:
     """What `prepare` reads of a config: runs that agree on it share one Prepared."""
     resolved = config.resolve()
@@ -232,12 +212,10 @@ class Panel:
     - `recorded(configs) -> (runs, where) | None`: a press whose runs were all recorded (the shipped bundle, by
       default) is answered from them at once, labelled with the command that made them; the "rerun live" box
       runs it here instead.
-    - `workers`: with more than 1, the live runs of a press (of the default `execute`) go side by side in that many
-      worker processes, one intra-op thread each, each row shown as it lands in the plan's order, with the numbers
-      of the same runs one after another (tests/test_widgets.py). The default, 1, runs them here one after another
-      on torch's threads: on 2 cores that is as fast (benchmarks/bench_press.py: 2 workers 1.19×, 3 workers 0.95×
-      of its time, the first row later), needs no memory for workers (Binder's 2 GiB holds none), and shows the
-      first row soonest.
+    - Live runs go one after another in this process, on torch's intra-op threads (both cores of a 2-core
+      machine), each row shown as it lands. Seeds side by side in worker processes were measured and dropped:
+      one thread each they are no faster on 2 cores, and a run's numbers depend on its thread count
+      (benchmarks/bench_press.py).
     """
 
     def __init__(
@@ -252,7 +230,6 @@ class Panel:
         figure: Callable[[list], go.Figure | Sequence[go.Figure]] = numbered_comparison,
         progress: bool = True,
         seeds: int | None = None,
-        workers: int = 1,
     ):
         self.base = config
         self.controls = {f: control(f, config) for f in fields}
@@ -276,7 +253,6 @@ class Panel:
         self.running = False
         self.seconds_per_step: float | None = None  # measured: fine-tuning dominates a run's time
         self.recorded: Callable[[Sequence[RunConfig]], tuple[list, str] | None] | None = shipped.bundle_lookup
-        self.workers = workers
         self._prepared: dict[tuple, Prepared] = {}
         self.buttons = {name: W.Button(description=name, button_style="primary") for name in self.plans}
         for name, button in self.buttons.items():
@@ -314,8 +290,8 @@ class Panel:
 
     @property
     def prepared(self) -> Prepared | None:
-        """The stream, backbone and features the last run here used (None after a press answered from records
-        or run in worker processes)."""
+        """The stream, backbone and features the last run here used (None after a press answered from
+        records)."""
         return next(iter(self._prepared.values()), None)
 
     def _prepare(self, config: RunConfig) -> Prepared:
@@ -373,29 +349,14 @@ class Panel:
         return self.recorded(configs)
 
     def _run_live(self, configs: Sequence[RunConfig], extra: dict) -> None:
-        """Every config: side by side in worker processes where there are several workers and configs and the
-        default `execute`, else here one after another. Each result is shown as it lands, the table and figure
-        in the plan's order; the first error stops the runs not yet started."""
+        """Every config, one after another; each result is shown as it lands, in the plan's order. An error stops
+        the runs not yet started."""
         self.bar.max, self.bar.value, self.bar.description = len(configs), 0, f"0/{len(configs)}"
         self.pressed = len(self.results)
         landed: list = [None] * len(configs)
-        workers = min(self.workers, len(configs)) if self.execute is _run_one else 1
-        if workers == 1:
-            for i, config in enumerate(configs):
-                landed[i] = self.execute(config, self._prepare(config), self.progress, **extra)
-                self._landed(configs, landed, i)
-            return
-        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
-        with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
-            futures = {pool.submit(run_in_worker, c, str(cache_dir())): i for i, c in enumerate(configs)}
-            try:
-                for done in as_completed(futures):
-                    i = futures[done]
-                    landed[i] = done.result()
-                    self._landed(configs, landed, i)
-            finally:
-                for future in futures:
-                    future.cancel()
+        for i, config in enumerate(configs):
+            landed[i] = self.execute(config, self._prepare(config), self.progress, **extra)
+            self._landed(configs, landed, i)
 
     def _landed(self, configs: Sequence[RunConfig], landed: list, i: int) -> None:
         """Run i of the press has landed: into the table and figure, in the plan's order."""
