@@ -137,7 +137,9 @@ def plain_top(top: nn.Module, head: Tensor, scale: float, center: Tensor | None)
 
 
 class _CopiedNorms:
-    """Attribute access to `top` and its blocks, with each BatchNorm layer deep-copied."""
+    """Attribute access to `top` and its blocks, with each BatchNorm layer deep-copied as a plain nn.BatchNorm2d
+    (BackPACK finds a module's derivative by its exact class; the toolkit's TangentBatchNorm2d only changes how a
+    forward-mode tangent is computed, not the function)."""
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -145,7 +147,9 @@ class _CopiedNorms:
     def __getattr__(self, name: str):
         value = getattr(self.module, name)
         if isinstance(value, nn.BatchNorm2d):
-            return copy.deepcopy(value)
+            plain = copy.deepcopy(value)
+            plain.__class__ = nn.BatchNorm2d
+            return plain
         if isinstance(value, nn.ModuleDict):
             return {k: _CopiedNorms(v) for k, v in value.items()}
         return value
