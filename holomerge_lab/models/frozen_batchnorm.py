@@ -2,9 +2,10 @@
 
 In eval mode with frozen statistics and affine parameters, BatchNorm is y = (x − μ)/σ · γ + β, so the tangent of
 its output is ẏ = (ẋ/σ)·γ. torch's rule (`batch_norm_jvp`) computes exactly that product, but it also forms
-(x − μ)/σ for γ's tangent and adds γ's and β's tangents as zero tensors, whose shapes torch works out through its
-Python reference implementations: about 4 ms of every 10 ms forward of EfficientNet-Lite0's top at the tour's
-sizes, a fifth of a tangent run (benchmarks/bench_press.py measures the run before and after).
+(x − μ)/σ for γ's tangent and adds γ's and β's tangents as zero tensors, whose output shapes torch works out through
+its Python reference implementations on every call. At the tour's sizes that overhead was an eighth of a panel's
+live press: notebook 00's three seeds take 0.87× as long without it (benchmarks/RESULTS.md,
+`python benchmarks/bench_press.py`).
 
 `TangentBatchNorm2d` gives the same numbers bit for bit (tests/test_frozen_batchnorm.py): the output is torch's own
 BatchNorm kernel on the primal, the tangent the same two products in the same order, (ẋ · 1/σ) · γ, with
