@@ -190,13 +190,13 @@ def bundle_folder() -> Path:
     return Path(os.environ.get("HOLOMERGE_RESULTS") or BUNDLE)
 
 
-def benchmark_folder(name: str) -> Path:
-    """A folder of the repository's benchmarks/ (recorded searches a notebook reads): beside the notebooks, in a
-    clone under the working folder (Colab), or beside the package (an editable install). A pip install from PyPI
-    has no benchmarks/: the error says to clone the repository."""
+def benchmark_path(name: str) -> Path:
+    """A file or folder of the repository's benchmarks/ (recorded searches a notebook reads): beside the notebooks,
+    in a clone under the working folder (Colab), or beside the package (an editable install). A pip install from
+    PyPI has no benchmarks/: the error says to clone the repository."""
     package = Path(__file__).resolve().parents[2]
     for root in (Path("..") / "benchmarks", Path("holomerge_lab") / "benchmarks", Path("benchmarks"), package / "benchmarks"):
-        if (root / name).is_dir():
+        if (root / name).exists():
             return root / name
     raise UserError(f"benchmarks/{name} is not here (from {Path.cwd()}): it ships with the repository, not the "
                     "package; clone the repository (its README says how) and open the notebook there")  # fmt: skip
