@@ -224,6 +224,14 @@ def test_the_bundle_is_small_and_holds_every_notebook():
     assert sum(sizes.values()) < 4_000_000, sizes
 
 
+def test_every_bundle_file_was_recorded_on_the_same_thread_count():
+    """Float sums follow torch's intra-op thread count, so a bundle whose notebooks ran on different counts would
+    show runs a live rerun on any one machine cannot all give (and notebook 00's toggles come from 06's file)."""
+    files = sorted(shipped.BUNDLE.glob("*.json"))
+    threads = {p.name: shipped.read_file(p)["made_by"]["machine"]["threads"] for p in files}
+    assert len(set(threads.values())) == 1, threads
+
+
 def test_git_would_commit_the_bundle():
     """A clean checkout (CI, a clone, Binder) has only what git tracks: an ignore rule that swallows the bundle
     leaves every reader computing live."""

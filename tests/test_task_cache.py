@@ -64,3 +64,18 @@ def test_compare_over_seeds_trains_each_distinct_task_once_and_matches_uncached_
     for a, b in zip(cached, fresh, strict=True):
         np.testing.assert_array_equal(a.acc_matrix, b.acc_matrix)
     assert not np.array_equal(cached[0].acc_matrix, cached[3].acc_matrix)  # seeds draw other data
+
+
+def test_the_key_holds_the_intra_op_thread_count():
+    """A model fine-tuned on one thread is not the one two threads train (float sums follow the threads): the
+    same inputs under another thread count are another entry."""
+    inputs = {"start": {"w": torch.ones(2, 3)}, "settings": {"lr": 1e-3}}
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = task_key(inputs)
+        torch.set_num_threads(2)
+        two = task_key(inputs)
+    finally:
+        torch.set_num_threads(threads)
+    assert one != two

@@ -2,8 +2,10 @@
 
 Fine-tuning task t is a pure function of what it sees: the task's training features, labels and frozen head, the
 model function (θ0, tangent or standard), the parameters it starts from and the training settings; every random
-draw is seeded per task. The key hashes exactly those inputs (tensor bytes, not names), so a hit is the model the
-training would have produced, bit for bit. In the holistic method task t starts from the merged model after t−1,
+draw is seeded per task. The key hashes exactly those inputs (tensor bytes, not names) and torch's intra-op thread
+count, so a hit is the model the training would have produced, bit for bit. The thread count is in the key because
+float sums follow it: standard fine-tuning on one thread ends at another accuracy than on two (benchmarks/RESULTS.md,
+*A panel's press*), so a model cached by a one-thread sweep worker is not what a two-thread panel would train. In the holistic method task t starts from the merged model after t−1,
 so what a toggle can reuse follows from the start point:
 
 - the same settings again (a rerun, "Run all 8" twice): every task;
@@ -50,9 +52,10 @@ def _update(digest: hashlib._Hash, value: Any) -> None:
 
 
 def task_key(inputs: Mapping[str, Any]) -> str:
-    """The SHA-256 of everything that decides one fine-tuning (tensors by their bytes), with the versions."""
+    """The SHA-256 of everything that decides one fine-tuning (tensors by their bytes), with the versions and the
+    intra-op thread count."""
     digest = hashlib.sha256()
-    _update(digest, {**inputs, "versions": versions()})
+    _update(digest, {**inputs, "versions": versions(), "threads": torch.get_num_threads()})
     return digest.hexdigest()
 
 
