@@ -349,24 +349,19 @@ class Panel:
         return self.recorded(configs)
 
     def _run_live(self, configs: Sequence[RunConfig], extra: dict) -> None:
-        """Every config, one after another; each result is shown as it lands, in the plan's order. An error stops
-        the runs not yet started."""
+        """Every config, one after another; each result is shown as it lands. An error stops the runs not yet
+        started."""
         self.bar.max, self.bar.value, self.bar.description = len(configs), 0, f"0/{len(configs)}"
         self.pressed = len(self.results)
-        landed: list = [None] * len(configs)
-        for i, config in enumerate(configs):
-            landed[i] = self.execute(config, self._prepare(config), self.progress, **extra)
-            self._landed(configs, landed, i)
-
-    def _landed(self, configs: Sequence[RunConfig], landed: list, i: int) -> None:
-        """Run i of the press has landed: into the table and figure, in the plan's order."""
-        steps = fine_tune_steps(configs[i])
-        if isinstance(landed[i], RunResult) and steps:  # the slowest so far: cached runs are faster
-            self.seconds_per_step = max(self.seconds_per_step or 0.0, landed[i].seconds / steps)
-        self.results[self.pressed :] = [r for r in landed if r is not None]
-        self.bar.value += 1
-        self.bar.description = f"{self.bar.value}/{len(configs)}"
-        self._redraw()
+        for config in configs:
+            result = self.execute(config, self._prepare(config), self.progress, **extra)
+            steps = fine_tune_steps(config)
+            if isinstance(result, RunResult) and steps:  # the slowest so far: cached runs are faster
+                self.seconds_per_step = max(self.seconds_per_step or 0.0, result.seconds / steps)
+            self.results.append(result)
+            self.bar.value += 1
+            self.bar.description = f"{self.bar.value}/{len(configs)}"
+            self._redraw()
 
     def estimate(self, configs: Sequence[RunConfig]) -> str:
         """The time a plan may take, from its fine-tuning steps × the slowest step time measured so far."""
